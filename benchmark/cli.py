@@ -1,0 +1,154 @@
+"""The `seqbench` command. Heavy imports (torch, pandas, pyarrow) happen inside the commands that need them,
+so `seqbench --help` and `seqbench ls` stay instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from seqbench import __version__
+from seqbench.errors import SeqbenchError
+
+
+def _fail(exc: SeqbenchError) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="seqbench")
+def main() -> None:
+    """seqbench: which sequence model remembers what, for how long, at what cost."""
+
+
+@main.command()
+@click.option("--task", required=True, help="Task name (see `seqbench ls tasks`).")
+@click.option("--model", required=True, help="Model name (see `seqbench ls models`).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds data and initialisation.")
+@click.option("--preset", type=click.Choice(["smoke", "quick", "paper"]), default="quick", show_default=True,
+              help="smoke: seconds; quick: minutes on a laptop CPU; paper: the paper's settings.")
+@click.option("--steps", type=int, help="Optimiser steps (a solved run stops earlier).")
+@click.option("--batch-size", type=int)
+@click.option("--hidden-size", type=int, help="Width of the model (the NTM's controller size).")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd"]))
+@click.option("--clip", type=click.Choice(["norm", "value", "none"]), help="Gradient clipping: L2 norm or element-wise.")
+@click.option("--clip-value", type=float, help="Threshold for --clip.")
+@click.option("--eval-every", type=int, help="Evaluate every N steps.")
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False))
+def run(task: str, model: str, seed: int, preset: str, task_opts: tuple[str, ...], model_opts: tuple[str, ...],
+        device: str, results_dir: str, **train: Any) -> None:
+    """Train MODEL on TASK once and store one result row under --results."""
+    from seqbench.config import RunConfig, build_train_config
+    from seqbench.options import parse_key_values
+    from seqbench.progress import RunProgress
+    from seqbench.registry import MODELS, TASKS
+    from seqbench.runner import run as run_one
+
+    try:
+        task_options = parse_key_values(task_opts, "--task-opt")
+        model_options = parse_key_values(model_opts, "--model-opt")
+        train_cfg = build_train_config(preset, TASKS.get(task), MODELS.get(model), train)
+        config = RunConfig(task=task, model=model, task_options=task_options, model_options=model_options,
+                           seed=seed, preset=preset, device=device, train=train_cfg)
+        with RunProgress(f"{task}/{model} seed {seed}", train_cfg.steps) as bar:
+            try:
+                row = run_one(config, results_dir, on_progress=bar.update)
+            except KeyboardInterrupt:
+                click.echo(f"Interrupted: the run so far is stored under {results_dir}/ with status 'interrupted'.",
+                           err=True)
+                sys.exit(130)
+    except SeqbenchError as exc:
+        _fail(exc)
+    _print_summary(row, results_dir)
+    if row["status"] != "ok":
+        click.echo(f"Run ended with status {row['status']}: {(row['error'] or '').splitlines()[0]}", err=True)
+        sys.exit(1)
+
+
+def _print_summary(row: dict[str, Any], results_dir: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(v: Any, spec: str = ".4g") -> str:
+        return "-" if v is None else format(v, spec)
+
+    table = Table(title=f"{row['task']} / {row['model']}  (seed {row['seed']}, {row['preset']})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("status", row["status"])
+    table.add_row(f"accuracy (length {row['train_length']})", fmt(row["accuracy"]))
+    for length, acc in json.loads(row["accuracy_by_length"] or "{}").items():
+        table.add_row(f"  accuracy at {length}", fmt(acc, ".3f"))
+    for k, v in json.loads(row["metrics"] or "{}").items():
+        table.add_row(f"  {k}", fmt(v))
+    table.add_row("loss", fmt(row["loss"]))
+    table.add_row("solved", f"{row['solved']} (step {row['steps_to_solve']})" if row["solved"] else "no")
+    table.add_row("steps / samples", f"{row['steps']} / {row['samples_seen']}")
+    table.add_row("train time", f"{row['train_time_s']:.1f} s (wall {row['wall_time_s']:.1f} s)")
+    table.add_row("train tokens/s", fmt(row["train_tokens_per_s"], ",.0f"))
+    table.add_row("inference tokens/s", fmt(row["infer_tokens_per_s"], ",.0f"))
+    mem = row["peak_memory_bytes"]
+    table.add_row(f"peak memory ({row['memory_kind']})", "-" if mem is None else f"{mem / 2**20:.1f} MiB")
+    table.add_row("params / state size", f"{fmt(row['params'], ',')} / {fmt(row['state_size'], ',')}")
+    table.add_row("stored", f"{results_dir}/runs/{row['run_id']}.parquet")
+    Console().print(table)
+
+
+@main.command(name="ls")
+@click.argument("what", type=click.Choice(["tasks", "models"]))
+@click.argument("pattern", required=False)
+def ls(what: str, pattern: str | None) -> None:
+    """List registered tasks or models (optionally matching a wildcard PATTERN) with their providers."""
+    from seqbench.registry import MODELS, TASKS
+
+    registry = TASKS if what == "tasks" else MODELS
+    providers = registry.providers()
+    for name in registry.names(pattern):
+        who = ", ".join(p.spec for p in providers[name])
+        flag = "   <- provided twice: using it is an error" if len(providers[name]) > 1 else ""
+        click.echo(f"{name:<24} {who}{flag}")
+
+
+@main.command()
+@click.option("--task", help="Only this task.")
+@click.option("--model", help="Only this model.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False))
+def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
+    """Per task x model: accuracy over seeds (mean, std, 95% CI) beside its cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqbench.leaderboard import aggregate
+    from seqbench.store import read_runs
+
+    board = aggregate(read_runs(results_dir), task=task, model=model)
+    if board.empty:
+        click.echo(f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True)
+        return
+    table = Table(title=f"seqbench leaderboard ({results_dir})")
+    for col in ("task", "model", "preset", "seeds", "failed", "accuracy", "solved", "steps to solve",
+                "tokens/s", "peak MiB", "params"):
+        table.add_column(col, justify="left" if col in ("task", "model", "preset") else "right")
+
+    def num(v: float, spec: str) -> str:
+        return "-" if v != v else format(v, spec)
+
+    for r in board.itertuples():
+        acc = num(r.accuracy_mean, ".3f") + ("" if r.seeds < 2 else f" ± {num(r.accuracy_ci95, '.3f')}")
+        table.add_row(r.task, r.model, r.preset, str(r.seeds), str(r.failed), acc, f"{r.solved}/{r.seeds}",
+                      num(r.steps_to_solve, ".0f"), num(r.train_tokens_per_s, ",.0f"),
+                      num(r.peak_memory_bytes / 2**20, ".1f"), "-" if r.params is None else f"{r.params:,}")
+    Console().print(table)
+    click.echo("accuracy: mean over seeds at the training length, ± the 95% confidence half-width.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Errors a user can act on. Each says what was wrong, what the alternatives are and how to fix it."""
+
+from __future__ import annotations
+
+
+class SeqbenchError(Exception):
+    """Base class. `exit_code` is what the CLI exits with (2 = bad usage, as click does)."""
+
+    exit_code = 1
+
+
+class UnknownNameError(SeqbenchError, KeyError):
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateNameError(SeqbenchError):
+    exit_code = 2
+
+
+class ProviderImportError(SeqbenchError):
+    """A plugin (or built-in) named by the user could not be imported."""
+
+    exit_code = 1
+
+
+class OptionsError(SeqbenchError, ValueError):
+    """Options that do not fit a task, a model or the runner."""
+
+    exit_code = 2

@@ -1,0 +1,50 @@
+"""Public loading API and the network the runner trains: read-in -> core model -> read-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqbench.errors import OptionsError
+from seqbench.options import validate_options
+from seqbench.registry import MODELS, TASKS
+
+
+def load_task(name: str, **options: Any) -> Any:
+    """Build a registered task from its options (validated against its constructor)."""
+    cls = TASKS.get(name)
+    return cls(**validate_options(cls, options, f"task {name!r}"))
+
+
+def load_model(name: str, input_size: int, hidden_size: int, **options: Any) -> nn.Module:
+    """Build a registered model: a module mapping (batch, time, input_size) to (batch, time, hidden_size)."""
+    cls = MODELS.get(name)
+    return cls(input_size, hidden_size, **validate_options(cls, options, f"model {name!r}"))
+
+
+class SequenceNetwork(nn.Module):
+    """Embedding (token tasks) or identity (vector tasks), then the core, then a linear read-out."""
+
+    def __init__(self, task: Any, core: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        tokens = task.input_kind == "tokens"
+        self.read_in = nn.Embedding(task.input_size, hidden_size) if tokens else nn.Identity()
+        self.core = core
+        self.read_out = nn.Linear(hidden_size, task.output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.core(self.read_in(x))
+        if h.dim() != 3 or h.shape[:2] != x.shape[:2]:
+            raise OptionsError(
+                f"Model {type(self.core).__name__} returned shape {tuple(h.shape)}; the contract is "
+                f"(batch, time, hidden_size) = ({x.shape[0]}, {x.shape[1]}, {self.read_out.in_features})."
+            )
+        return self.read_out(h)
+
+
+def build_network(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> SequenceNetwork:
+    core_in = hidden_size if task.input_kind == "tokens" else task.input_size
+    core = load_model(model_name, core_in, hidden_size, **model_options)
+    return SequenceNetwork(task, core, hidden_size)

@@ -1,0 +1,64 @@
+"""Progress for a run: a rich bar on a terminal, periodic plain lines otherwise (CI logs, files).
+
+rich prints nothing until the end when stdout is not a terminal, so a log would show no progress at all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class RunProgress:
+    """Context manager; `update(state, evaluated)` is the runner's progress callback."""
+
+    def __init__(self, label: str, total_steps: int, console: Console | None = None, plain_every_s: float = 10.0):
+        self.console = console or Console()
+        self.label = label
+        self.total = total_steps
+        self.plain_every_s = plain_every_s
+        self._last_line = 0.0
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> RunProgress:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]}  {task.fields[tps]:,.0f} tok/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total, loss=float("nan"), acc="-", tps=0.0)
+        else:
+            self.console.print(f"{self.label}: training for up to {self.total} steps", highlight=False, soft_wrap=True)
+        self._start = time.perf_counter()
+        return self
+
+    def update(self, state: Any, evaluated: bool) -> None:
+        acc = "-" if state.accuracy != state.accuracy else f"{state.accuracy:.3f}"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=state.step, loss=state.loss, acc=acc, tps=state.tokens_per_s)
+            return
+        now = time.perf_counter()
+        if evaluated or now - self._last_line >= self.plain_every_s or state.step == self.total:
+            self._last_line = now
+            elapsed = now - self._start
+            eta = elapsed / state.step * (self.total - state.step) if state.step else float("nan")
+            self.console.print(
+                f"{self.label}: step {state.step}/{self.total}  loss {state.loss:.4f}  acc {acc}  "
+                f"{state.tokens_per_s:,.0f} tok/s  elapsed {elapsed:.0f}s  ETA {eta:.0f}s",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()

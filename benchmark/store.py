@@ -1,0 +1,148 @@
+"""The Parquet store: one file per run, written atomically, read back as one table.
+
+    results/runs/<run_id>.parquet      one result row
+    results/curves/<run_id>.parquet    its learning curve (long format)
+
+A file is written under a temporary name that no `*.parquet` glob matches and that Arrow's dataset reader
+skips (`.tmp-<id>.partial`), flushed to disk, then renamed into place: readers see a whole file or none, two
+writers never touch the same file, and a crash leaves at most a stray `.partial`. Every file is written with
+the one schema below, so `pandas.read_parquet("results/runs")` reads every run as one table.
+
+Column names are forever: renaming one breaks every stored leaderboard. Add columns; never rename.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+RUNS, CURVES = "runs", "curves"
+
+RUN_SCHEMA = pa.schema(
+    [
+        # identity
+        ("run_id", pa.string()),
+        ("kind", pa.string()),  # "run" (bench rows come later with the same store)
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("seqbench_version", pa.string()),
+        ("git_sha", pa.string()),
+        ("config_hash", pa.string()),
+        # what ran
+        ("task", pa.string()),
+        ("task_options", pa.string()),  # JSON
+        ("task_provider", pa.string()),  # package==version
+        ("model", pa.string()),
+        ("model_options", pa.string()),  # JSON
+        ("model_provider", pa.string()),
+        ("seed", pa.int64()),
+        ("preset", pa.string()),
+        ("train_config", pa.string()),  # JSON: optimiser, lr, clipping, batch size, ...
+        ("device", pa.string()),
+        ("device_name", pa.string()),
+        ("dtype", pa.string()),
+        ("torch_version", pa.string()),
+        ("python_version", pa.string()),
+        ("platform", pa.string()),
+        ("threads", pa.int64()),
+        # size
+        ("hidden_size", pa.int64()),
+        ("params", pa.int64()),
+        ("state_size", pa.int64()),  # floats carried between steps or held in memory, per sequence
+        # training
+        ("steps", pa.int64()),
+        ("samples_seen", pa.int64()),
+        ("tokens_seen", pa.int64()),
+        ("train_time_s", pa.float64()),  # time in training steps only (no evaluation)
+        ("wall_time_s", pa.float64()),
+        ("status", pa.string()),  # ok | diverged | oom | error | interrupted
+        ("error", pa.string()),
+        # speed
+        ("train_tokens_per_s", pa.float64()),
+        ("infer_tokens_per_s", pa.float64()),
+        # memory
+        ("peak_memory_bytes", pa.int64()),
+        ("memory_kind", pa.string()),  # cuda | cpu
+        # quality
+        ("accuracy", pa.float64()),  # primary accuracy at the training length
+        ("loss", pa.float64()),
+        ("metrics", pa.string()),  # JSON: the task's own metrics at the training length
+        ("accuracy_by_length", pa.string()),  # JSON: {"10": 1.0, "20": 0.98, ...}
+        ("chance_accuracy", pa.float64()),
+        ("train_length", pa.int64()),
+        ("solved", pa.bool_()),
+        ("steps_to_solve", pa.int64()),
+        ("samples_to_solve", pa.int64()),
+        ("time_to_solve_s", pa.float64()),
+    ]
+)
+
+CURVE_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("samples_seen", pa.int64()),
+        ("train_time_s", pa.float64()),
+        ("split", pa.string()),  # "train" (running mean since the last point) or "eval"
+        ("length", pa.int64()),  # evaluation length; null for train
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across processes and machines."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.partial"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_run(results_dir: str | Path, row: dict[str, Any], curve: list[dict[str, Any]] | None = None) -> Path:
+    """Store one run (and its curve). The curve goes first: a row never points at a missing curve."""
+    results_dir = Path(results_dir)
+    run_id = row["run_id"]
+    if curve:
+        _write_atomic(pa.Table.from_pylist(curve, schema=CURVE_SCHEMA), results_dir / CURVES / f"{run_id}.parquet")
+    missing = set(RUN_SCHEMA.names) - set(row)
+    extra = set(row) - set(RUN_SCHEMA.names)
+    if missing or extra:
+        raise ValueError(f"Result row does not match the schema: missing {sorted(missing)}, extra {sorted(extra)}")
+    path = results_dir / RUNS / f"{run_id}.parquet"
+    _write_atomic(pa.Table.from_pylist([row], schema=RUN_SCHEMA), path)
+    return path
+
+
+def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
+    folder = Path(results_dir) / sub
+    if not folder.is_dir():
+        return schema.empty_table().to_pandas()
+    # An explicit schema: files written before a column was added read back with nulls in it.
+    return ds.dataset(folder, schema=schema, format="parquet").to_table().to_pandas()
+
+
+def read_runs(results_dir: str | Path = "results"):
+    """Every stored run as one pandas DataFrame (empty, with the schema's columns, when there are none)."""
+    return _read(results_dir, RUNS, RUN_SCHEMA)
+
+
+def read_curves(results_dir: str | Path = "results"):
+    return _read(results_dir, CURVES, CURVE_SCHEMA)

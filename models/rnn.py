@@ -1,0 +1,19 @@
+"""Elman RNN (Elman 1990, "Finding structure in time"): h_t = tanh(W x_t + U h_{t-1} + b).
+
+Runs on PyTorch's `nn.RNN`, so it matches it exactly (it is it) and runs at its speed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RNN(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh") -> None:
+        super().__init__()
+        self.rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, batch_first=True)
+        self.state_size = hidden_size * num_layers  # floats carried between steps, per sequence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        return self.rnn(x)[0]

@@ -1,0 +1,72 @@
+"""The task contract: a class built from options (difficulty knobs) that samples batches from a generator.
+
+A task knows its input (vectors of `input_size` channels, or tokens from a vocabulary of `input_size`),
+its output size, its loss, its metrics (one of them the primary `accuracy` in [0, 1]), its training lengths
+and its longer evaluation lengths. Everything is generated on the generator's device, vectorised over the
+batch, so the same seed gives the same batch in any run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Literal
+
+import torch
+
+
+@dataclass
+class Batch:
+    """inputs: (B, T, C) float or (B, T) long; targets: task-specific, aligned on T; mask: (B, T) bool,
+    True where the loss and the metrics look."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def steps(self) -> int:
+        """Time steps per sequence (what tokens/s counts)."""
+        return self.inputs.shape[1]
+
+
+class Task:
+    """Base class for tasks. Subclasses set the attributes below and implement `sample`, `loss`, `metrics`."""
+
+    input_kind: ClassVar[Literal["vector", "tokens"]] = "vector"
+    #: Default budget hints per preset (steps, batch_size, lr, ...) that fit this task; see seqbench.presets.
+    presets: ClassVar[dict[str, dict]] = {}
+
+    input_size: int  # channels, or vocabulary size for token tasks
+    output_size: int  # channels or classes of the read-out
+    train_lengths: tuple[int, int]  # inclusive range the runner samples training lengths from
+    eval_lengths: tuple[int, ...]  # fixed evaluation lengths, at and beyond the training range
+
+    @property
+    def train_length(self) -> int:
+        """The length whose evaluation gives the primary `accuracy` (the longest training length)."""
+        return self.train_lengths[1]
+
+    def sample(self, batch_size: int, length: int, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Means over the batch; must include `accuracy` in [0, 1]."""
+        raise NotImplementedError
+
+    def chance(self, length: int) -> dict[str, float]:
+        """What a predictor that ignores the input scores at `length` (drawn as the chance line)."""
+        return {}
+
+    def sample_length(self, generator: torch.Generator) -> int:
+        lo, hi = self.train_lengths
+        return int(torch.randint(lo, hi + 1, (1,), generator=generator, device=generator.device).item())
