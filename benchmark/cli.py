@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 import click
-
 from seqbench import __version__
 from seqbench.errors import SeqbenchError
 
@@ -28,23 +27,43 @@ def main() -> None:
 @click.option("--task", required=True, help="Task name (see `seqbench ls tasks`).")
 @click.option("--model", required=True, help="Model name (see `seqbench ls models`).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds data and initialisation.")
-@click.option("--preset", type=click.Choice(["smoke", "quick", "paper"]), default="quick", show_default=True,
-              help="smoke: seconds; quick: minutes on a laptop CPU; paper: the paper's settings.")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="smoke: seconds; quick: minutes on a laptop CPU; paper: the paper's settings.",
+)
 @click.option("--steps", type=int, help="Optimiser steps (a solved run stops earlier).")
 @click.option("--batch-size", type=int)
 @click.option("--hidden-size", type=int, help="Width of the model (the NTM's controller size).")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd"]))
-@click.option("--clip", type=click.Choice(["norm", "value", "none"]), help="Gradient clipping: L2 norm or element-wise.")
+@click.option(
+    "--clip", type=click.Choice(["norm", "value", "none"]), help="Gradient clipping: L2 norm or element-wise."
+)
 @click.option("--clip-value", type=float, help="Threshold for --clip.")
 @click.option("--eval-every", type=int, help="Evaluate every N steps.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable.")
-@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False))
-def run(task: str, model: str, seed: int, preset: str, task_opts: tuple[str, ...], model_opts: tuple[str, ...],
-        device: str, results_dir: str, **train: Any) -> None:
+@click.option(
+    "--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable."
+)
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
+def run(
+    task: str,
+    model: str,
+    seed: int,
+    preset: str,
+    task_opts: tuple[str, ...],
+    model_opts: tuple[str, ...],
+    device: str,
+    results_dir: str,
+    **train: Any,
+) -> None:
     """Train MODEL on TASK once and store one result row under --results."""
     from seqbench.config import RunConfig, build_train_config
     from seqbench.options import parse_key_values
@@ -56,14 +75,24 @@ def run(task: str, model: str, seed: int, preset: str, task_opts: tuple[str, ...
         task_options = parse_key_values(task_opts, "--task-opt")
         model_options = parse_key_values(model_opts, "--model-opt")
         train_cfg = build_train_config(preset, TASKS.get(task), MODELS.get(model), train)
-        config = RunConfig(task=task, model=model, task_options=task_options, model_options=model_options,
-                           seed=seed, preset=preset, device=device, train=train_cfg)
+        config = RunConfig(
+            task=task,
+            model=model,
+            task_options=task_options,
+            model_options=model_options,
+            seed=seed,
+            preset=preset,
+            device=device,
+            train=train_cfg,
+        )
         with RunProgress(f"{task}/{model} seed {seed}", train_cfg.steps) as bar:
             try:
                 row = run_one(config, results_dir, on_progress=bar.update)
             except KeyboardInterrupt:
-                click.echo(f"Interrupted: the run so far is stored under {results_dir}/ with status 'interrupted'.",
-                           err=True)
+                click.echo(
+                    f"Interrupted: the run so far is stored under {results_dir}/ with status 'interrupted'.",
+                    err=True,
+                )
                 sys.exit(130)
     except SeqbenchError as exc:
         _fail(exc)
@@ -80,7 +109,9 @@ def _print_summary(row: dict[str, Any], results_dir: str) -> None:
     def fmt(v: Any, spec: str = ".4g") -> str:
         return "-" if v is None else format(v, spec)
 
-    table = Table(title=f"{row['task']} / {row['model']}  (seed {row['seed']}, {row['preset']})", show_header=False)
+    table = Table(
+        title=f"{row['task']} / {row['model']}  (seed {row['seed']}, {row['preset']})", show_header=False
+    )
     table.add_column(style="bold")
     table.add_column()
     table.add_row("status", row["status"])
@@ -120,22 +151,36 @@ def ls(what: str, pattern: str | None) -> None:
 @main.command()
 @click.option("--task", help="Only this task.")
 @click.option("--model", help="Only this model.")
-@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
 def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
     """Per task x model: accuracy over seeds (mean, std, 95% CI) beside its cost."""
     from rich.console import Console
     from rich.table import Table
-
     from seqbench.leaderboard import aggregate
     from seqbench.store import read_runs
 
     board = aggregate(read_runs(results_dir), task=task, model=model)
     if board.empty:
-        click.echo(f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True)
+        click.echo(
+            f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True
+        )
         return
     table = Table(title=f"seqbench leaderboard ({results_dir})")
-    for col in ("task", "model", "preset", "seeds", "failed", "accuracy", "solved", "steps to solve",
-                "tokens/s", "peak MiB", "params"):
+    for col in (
+        "task",
+        "model",
+        "preset",
+        "seeds",
+        "failed",
+        "accuracy",
+        "solved",
+        "steps to solve",
+        "tokens/s",
+        "peak MiB",
+        "params",
+    ):
         table.add_column(col, justify="left" if col in ("task", "model", "preset") else "right")
 
     def num(v: float, spec: str) -> str:
@@ -143,9 +188,19 @@ def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
 
     for r in board.itertuples():
         acc = num(r.accuracy_mean, ".3f") + ("" if r.seeds < 2 else f" ± {num(r.accuracy_ci95, '.3f')}")
-        table.add_row(r.task, r.model, r.preset, str(r.seeds), str(r.failed), acc, f"{r.solved}/{r.seeds}",
-                      num(r.steps_to_solve, ".0f"), num(r.train_tokens_per_s, ",.0f"),
-                      num(r.peak_memory_bytes / 2**20, ".1f"), "-" if r.params is None else f"{r.params:,}")
+        table.add_row(
+            r.task,
+            r.model,
+            r.preset,
+            str(r.seeds),
+            str(r.failed),
+            acc,
+            f"{r.solved}/{r.seeds}",
+            num(r.steps_to_solve, ".0f"),
+            num(r.train_tokens_per_s, ",.0f"),
+            num(r.peak_memory_bytes / 2**20, ".1f"),
+            "-" if r.params is None else f"{r.params:,}",
+        )
     Console().print(table)
     click.echo("accuracy: mean over seeds at the training length, ± the 95% confidence half-width.")
 

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
-
 from seqbench.errors import OptionsError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -45,7 +44,9 @@ class TrainConfig(BaseModel):
     clip_value: float = Field(1.0, gt=0)
     eval_every: int = Field(100, ge=1)
     eval_size: int = Field(128, ge=1, description="sequences per evaluation length")
-    solve_threshold: float = Field(0.99, gt=0, le=1, description="accuracy at the training length that stops a run")
+    solve_threshold: float = Field(
+        0.99, gt=0, le=1, description="accuracy at the training length that stops a run"
+    )
     warmup_steps: int = Field(5, ge=0, description="steps left out of the tokens/s figure")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
 

@@ -7,8 +7,38 @@ import math
 import pandas as pd
 
 #: Two-sided 95% Student-t quantiles (0.975) for 1..30 degrees of freedom.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t95(dof: int) -> float:
@@ -37,8 +67,12 @@ def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = N
         std = float(acc.std(ddof=1)) if n > 1 else float("nan")
         out.append(
             {
-                "task": t, "model": m, "config_hash": h, "preset": g["preset"].iloc[0],
-                "seeds": n, "failed": int((g["status"] != "ok").sum()),
+                "task": t,
+                "model": m,
+                "config_hash": h,
+                "preset": g["preset"].iloc[0],
+                "seeds": n,
+                "failed": int((g["status"] != "ok").sum()),
                 "accuracy_mean": float(acc.mean()) if n else float("nan"),
                 "accuracy_std": std,
                 "accuracy_ci95": t95(n - 1) * std / math.sqrt(n) if n > 1 else float("nan"),
@@ -54,5 +88,7 @@ def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = N
     board = pd.DataFrame(out)
     # Best accuracy first; ties broken by cost (faster to solve, then fewer parameters).
     return board.sort_values(
-        ["task", "accuracy_mean", "time_to_solve_s", "params"], ascending=[True, False, True, True], na_position="last"
+        ["task", "accuracy_mean", "time_to_solve_s", "params"],
+        ascending=[True, False, True, True],
+        na_position="last",
     ).reset_index(drop=True)

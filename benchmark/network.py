@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-
 from seqbench.errors import OptionsError
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
+from torch import nn
 
 
 def load_task(name: str, **options: Any) -> Any:
@@ -44,7 +43,9 @@ class SequenceNetwork(nn.Module):
         return self.read_out(h)
 
 
-def build_network(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> SequenceNetwork:
+def build_network(
+    task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]
+) -> SequenceNetwork:
     core_in = hidden_size if task.input_kind == "tokens" else task.input_size
     core = load_model(model_name, core_in, hidden_size, **model_options)
     return SequenceNetwork(task, core, hidden_size)

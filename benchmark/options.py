@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import pydantic
-
 from seqbench.errors import OptionsError
 
 _POSITIONAL = {"self", "input_size", "hidden_size"}
@@ -58,9 +57,11 @@ def validate_options(cls: type, options: dict[str, Any], what: str) -> dict[str,
             msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"{key}: {msg}")
         accepted = ", ".join(f"{k}" for k in fields) or "(none)"
-        raise OptionsError(f"Invalid options for {what}: {'; '.join(problems)}. Accepted: {accepted}.") from None
+        raise OptionsError(
+            f"Invalid options for {what}: {'; '.join(problems)}. Accepted: {accepted}."
+        ) from None
     dumped = parsed.model_dump()
-    return {k: dumped[k] if k in dumped else v for k, v in options.items()}
+    return {k: dumped.get(k, v) for k, v in options.items()}
 
 
 def parse_key_values(pairs: Iterable[str], flag: str) -> dict[str, Any]:

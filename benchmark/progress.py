@@ -9,13 +9,22 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RunProgress:
     """Context manager; `update(state, evaluated)` is the runner's progress callback."""
 
-    def __init__(self, label: str, total_steps: int, console: Console | None = None, plain_every_s: float = 10.0):
+    def __init__(
+        self, label: str, total_steps: int, console: Console | None = None, plain_every_s: float = 10.0
+    ):
         self.console = console or Console()
         self.label = label
         self.total = total_steps
@@ -29,7 +38,9 @@ class RunProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]}  {task.fields[tps]:,.0f} tok/s"),
+                TextColumn(
+                    "loss {task.fields[loss]:.4f}  acc {task.fields[acc]}  {task.fields[tps]:,.0f} tok/s"
+                ),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
@@ -38,14 +49,18 @@ class RunProgress:
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total, loss=float("nan"), acc="-", tps=0.0)
         else:
-            self.console.print(f"{self.label}: training for up to {self.total} steps", highlight=False, soft_wrap=True)
+            self.console.print(
+                f"{self.label}: training for up to {self.total} steps", highlight=False, soft_wrap=True
+            )
         self._start = time.perf_counter()
         return self
 
     def update(self, state: Any, evaluated: bool) -> None:
         acc = "-" if state.accuracy != state.accuracy else f"{state.accuracy:.3f}"
         if self._bar is not None:
-            self._bar.update(self._task, completed=state.step, loss=state.loss, acc=acc, tps=state.tokens_per_s)
+            self._bar.update(
+                self._task, completed=state.step, loss=state.loss, acc=acc, tps=state.tokens_per_s
+            )
             return
         now = time.perf_counter()
         if evaluated or now - self._last_line >= self.plain_every_s or state.step == self.total:
@@ -58,6 +73,7 @@ class RunProgress:
                 highlight=False,
                 soft_wrap=True,
             )
+            self.console.file.flush()  # a pipe or file is block-buffered: make each line show up now
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

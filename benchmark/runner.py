@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import seqbench
+import torch
 from seqbench.config import RunConfig, TrainConfig
 from seqbench.errors import SeqbenchError
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha
@@ -56,7 +55,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SeqbenchError("--device cuda was asked for, but torch sees no CUDA device. Use --device cpu or auto.")
+        raise SeqbenchError(
+            "--device cuda was asked for, but torch sees no CUDA device. Use --device cpu or auto."
+        )
     return device
 
 
@@ -95,7 +96,9 @@ class Evaluator:
         self.tokens = sum(b.batch_size * b.steps for batches in self.sets.values() for b in batches)
 
     @torch.no_grad()
-    def __call__(self, net: torch.nn.Module, device: torch.device) -> tuple[dict[int, dict[str, float]], float]:
+    def __call__(
+        self, net: torch.nn.Module, device: torch.device
+    ) -> tuple[dict[int, dict[str, float]], float]:
         """Metrics per length (means over sequences) and the forward time in seconds."""
         was_training = net.training
         net.eval()
@@ -156,7 +159,9 @@ def run(
         last_eval, infer_time = evaluator(net, device)
         for length, metrics in last_eval.items():
             for metric, value in metrics.items():
-                curve.append(_curve_point(row["run_id"], step, samples, train_time, "eval", length, metric, value))
+                curve.append(
+                    _curve_point(row["run_id"], step, samples, train_time, "eval", length, metric, value)
+                )
         acc = last_eval[task.train_length]["accuracy"]
         if not row["solved"] and acc >= cfg.solve_threshold:
             row.update(solved=True, steps_to_solve=step, samples_to_solve=samples, time_to_solve_s=train_time)
@@ -202,7 +207,11 @@ def run(
             state.tokens_per_s = timed_tokens / timed_time if timed_time > 0 else tokens / train_time
             evaluated = step % cfg.eval_every == 0 or step == cfg.steps
             if evaluated:
-                curve.append(_curve_point(row["run_id"], step, samples, train_time, "train", None, "loss", loss_sum / loss_n))
+                curve.append(
+                    _curve_point(
+                        row["run_id"], step, samples, train_time, "train", None, "loss", loss_sum / loss_n
+                    )
+                )
                 loss_sum, loss_n = 0.0, 0
                 evaluate(net)
             if on_progress:
@@ -221,16 +230,23 @@ def run(
 
     row["peak_memory_bytes"] = memory.stop()
     row.update(
-        steps=step, samples_seen=samples, tokens_seen=tokens, train_time_s=train_time,
+        steps=step,
+        samples_seen=samples,
+        tokens_seen=tokens,
+        train_time_s=train_time,
         wall_time_s=time.perf_counter() - wall0,
-        train_tokens_per_s=(timed_tokens / timed_time) if timed_time > 0 else (tokens / train_time if train_time else None),
+        train_tokens_per_s=(timed_tokens / timed_time)
+        if timed_time > 0
+        else (tokens / train_time if train_time else None),
     )
     if last_eval:
         main = last_eval[task.train_length]
         row.update(
             accuracy=main["accuracy"],
             loss=main["loss"],
-            metrics=json.dumps({k: v for k, v in main.items() if k not in ("accuracy", "loss")}, sort_keys=True),
+            metrics=json.dumps(
+                {k: v for k, v in main.items() if k not in ("accuracy", "loss")}, sort_keys=True
+            ),
             accuracy_by_length=json.dumps({str(k): v["accuracy"] for k, v in last_eval.items()}),
             infer_tokens_per_s=evaluator.tokens / infer_time if infer_time > 0 else None,
         )
@@ -243,28 +259,62 @@ def run(
 
 def _curve_point(run_id, step, samples, train_time, split, length, metric, value) -> dict[str, Any]:
     return {
-        "run_id": run_id, "step": step, "samples_seen": samples, "train_time_s": train_time,
-        "split": split, "length": length, "metric": metric, "value": float(value),
+        "run_id": run_id,
+        "step": step,
+        "samples_seen": samples,
+        "train_time_s": train_time,
+        "split": split,
+        "length": length,
+        "metric": metric,
+        "value": float(value),
     }
 
 
 def _empty_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
     chance = task.chance(task.train_length).get("accuracy")
     return {
-        "run_id": new_run_id(), "kind": "run", "created_at": datetime.now(timezone.utc),
-        "seqbench_version": seqbench.__version__, "git_sha": git_sha(), "config_hash": config.config_hash(),
-        "task": config.task, "task_options": json.dumps(config.task_options, sort_keys=True, default=str),
+        "run_id": new_run_id(),
+        "kind": "run",
+        "created_at": datetime.now(timezone.utc),
+        "seqbench_version": seqbench.__version__,
+        "git_sha": git_sha(),
+        "config_hash": config.config_hash(),
+        "task": config.task,
+        "task_options": json.dumps(config.task_options, sort_keys=True, default=str),
         "task_provider": TASKS.provider(config.task).spec,
-        "model": config.model, "model_options": json.dumps(config.model_options, sort_keys=True, default=str),
+        "model": config.model,
+        "model_options": json.dumps(config.model_options, sort_keys=True, default=str),
         "model_provider": MODELS.provider(config.model).spec,
-        "seed": config.seed, "preset": config.preset,
-        "train_config": config.train.model_dump_json(), "device": device.type, "device_name": device_name(device),
-        "dtype": "float32", **environment(), "threads": torch.get_num_threads(),
-        "hidden_size": config.train.hidden_size, "params": None, "state_size": None,
-        "steps": 0, "samples_seen": 0, "tokens_seen": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
-        "status": "ok", "error": None, "train_tokens_per_s": None, "infer_tokens_per_s": None,
-        "peak_memory_bytes": None, "memory_kind": "cuda" if device.type == "cuda" else "cpu",
-        "accuracy": None, "loss": None, "metrics": None, "accuracy_by_length": None,
-        "chance_accuracy": chance, "train_length": task.train_length, "solved": False,
-        "steps_to_solve": None, "samples_to_solve": None, "time_to_solve_s": None,
+        "seed": config.seed,
+        "preset": config.preset,
+        "train_config": config.train.model_dump_json(),
+        "device": device.type,
+        "device_name": device_name(device),
+        "dtype": "float32",
+        **environment(),
+        "threads": torch.get_num_threads(),
+        "hidden_size": config.train.hidden_size,
+        "params": None,
+        "state_size": None,
+        "steps": 0,
+        "samples_seen": 0,
+        "tokens_seen": 0,
+        "train_time_s": 0.0,
+        "wall_time_s": 0.0,
+        "status": "ok",
+        "error": None,
+        "train_tokens_per_s": None,
+        "infer_tokens_per_s": None,
+        "peak_memory_bytes": None,
+        "memory_kind": "cuda" if device.type == "cuda" else "cpu",
+        "accuracy": None,
+        "loss": None,
+        "metrics": None,
+        "accuracy_by_length": None,
+        "chance_accuracy": chance,
+        "train_length": task.train_length,
+        "solved": False,
+        "steps_to_solve": None,
+        "samples_to_solve": None,
+        "time_to_solve_s": None,
     }

@@ -116,16 +116,22 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
             tmp.unlink()
 
 
-def write_run(results_dir: str | Path, row: dict[str, Any], curve: list[dict[str, Any]] | None = None) -> Path:
+def write_run(
+    results_dir: str | Path, row: dict[str, Any], curve: list[dict[str, Any]] | None = None
+) -> Path:
     """Store one run (and its curve). The curve goes first: a row never points at a missing curve."""
     results_dir = Path(results_dir)
     run_id = row["run_id"]
     if curve:
-        _write_atomic(pa.Table.from_pylist(curve, schema=CURVE_SCHEMA), results_dir / CURVES / f"{run_id}.parquet")
+        _write_atomic(
+            pa.Table.from_pylist(curve, schema=CURVE_SCHEMA), results_dir / CURVES / f"{run_id}.parquet"
+        )
     missing = set(RUN_SCHEMA.names) - set(row)
     extra = set(row) - set(RUN_SCHEMA.names)
     if missing or extra:
-        raise ValueError(f"Result row does not match the schema: missing {sorted(missing)}, extra {sorted(extra)}")
+        raise ValueError(
+            f"Result row does not match the schema: missing {sorted(missing)}, extra {sorted(extra)}"
+        )
     path = results_dir / RUNS / f"{run_id}.parquet"
     _write_atomic(pa.Table.from_pylist([row], schema=RUN_SCHEMA), path)
     return path

@@ -14,7 +14,9 @@ from torch import nn
 
 
 class LSTM(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0
+    ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         H = hidden_size

@@ -10,7 +10,9 @@ from torch import nn
 
 
 class RNN(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh") -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh"
+    ) -> None:
         super().__init__()
         self.rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, batch_first=True)
         self.state_size = hidden_size * num_layers  # floats carried between steps, per sequence

@@ -21,7 +21,6 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-
 from seqbench.errors import OptionsError
 from seqbench.tasks.base import Batch, Task
 
@@ -87,4 +86,8 @@ class Copy(Task):
 
     def chance(self, length: int) -> dict[str, float]:
         # 0.5 everywhere: one bit of cross-entropy per target bit; a sequence is right by luck with 2^-(bits*L).
-        return {"accuracy": 2.0 ** (-self.bits * length), "bit_accuracy": 0.5, "cost_bits": float(self.bits * length)}
+        return {
+            "accuracy": 2.0 ** (-self.bits * length),
+            "bit_accuracy": 0.5,
+            "cost_bits": float(self.bits * length),
+        }
