@@ -23,7 +23,9 @@ def _share_pip_find_links() -> None:
     if "UV_FIND_LINKS" in os.environ or not shutil.which("pip"):
         return
     try:
-        out = subprocess.run(["pip", "config", "get", "global.find-links"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["pip", "config", "get", "global.find-links"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return
     if out.returncode == 0 and out.stdout.strip():

@@ -8,8 +8,17 @@ import sys
 from typing import Any
 
 import click
+
 from seqbench import __version__
 from seqbench.errors import SeqbenchError
+
+
+def _console():
+    """rich squeezes tables to 80 columns when stdout is not a terminal; logs and pipes get room instead."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _fail(exc: SeqbenchError) -> None:
@@ -103,7 +112,6 @@ def run(
 
 
 def _print_summary(row: dict[str, Any], results_dir: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     def fmt(v: Any, spec: str = ".4g") -> str:
@@ -130,7 +138,7 @@ def _print_summary(row: dict[str, Any], results_dir: str) -> None:
     table.add_row(f"peak memory ({row['memory_kind']})", "-" if mem is None else f"{mem / 2**20:.1f} MiB")
     table.add_row("params / state size", f"{fmt(row['params'], ',')} / {fmt(row['state_size'], ',')}")
     table.add_row("stored", f"{results_dir}/runs/{row['run_id']}.parquet")
-    Console().print(table)
+    _console().print(table)
 
 
 @main.command(name="ls")
@@ -156,8 +164,8 @@ def ls(what: str, pattern: str | None) -> None:
 )
 def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
     """Per task x model: accuracy over seeds (mean, std, 95% CI) beside its cost."""
-    from rich.console import Console
     from rich.table import Table
+
     from seqbench.leaderboard import aggregate
     from seqbench.store import read_runs
 
@@ -167,20 +175,11 @@ def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
             f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True
         )
         return
+    by_length = sorted((c for c in board.columns if c.startswith("accuracy_at_")), key=lambda c: int(c[12:]))
+    columns = ["task", "model", "preset", "seeds", "failed", "accuracy", *(f"@{c[12:]}" for c in by_length)]
+    columns += ["solved", "steps to solve", "tokens/s", "peak MiB", "params"]
     table = Table(title=f"seqbench leaderboard ({results_dir})")
-    for col in (
-        "task",
-        "model",
-        "preset",
-        "seeds",
-        "failed",
-        "accuracy",
-        "solved",
-        "steps to solve",
-        "tokens/s",
-        "peak MiB",
-        "params",
-    ):
+    for col in columns:
         table.add_column(col, justify="left" if col in ("task", "model", "preset") else "right")
 
     def num(v: float, spec: str) -> str:
@@ -195,14 +194,18 @@ def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
             str(r.seeds),
             str(r.failed),
             acc,
+            *(num(getattr(r, c), ".3f") for c in by_length),
             f"{r.solved}/{r.seeds}",
             num(r.steps_to_solve, ".0f"),
             num(r.train_tokens_per_s, ",.0f"),
             num(r.peak_memory_bytes / 2**20, ".1f"),
             "-" if r.params is None else f"{r.params:,}",
         )
-    Console().print(table)
-    click.echo("accuracy: mean over seeds at the training length, ± the 95% confidence half-width.")
+    _console().print(table)
+    click.echo(
+        "accuracy: mean over seeds at the training length, ± the 95% confidence half-width; "
+        "@L: mean accuracy at evaluation length L ('-' where a task does not evaluate at L)."
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+
 from seqbench.errors import OptionsError
 
 PRESETS: dict[str, dict[str, Any]] = {

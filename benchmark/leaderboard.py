@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -48,6 +49,15 @@ def t95(dof: int) -> float:
     return _T95[dof - 1] if dof <= 30 else 1.96 + 2.4 / dof
 
 
+def _accuracy_by_length(column: pd.Series) -> dict[str, float]:
+    """Mean over seeds of the accuracy at each evaluation length: {"accuracy_at_50": 0.97, ...}."""
+    per_seed = pd.DataFrame([json.loads(v) for v in column.dropna()])
+    if per_seed.empty:
+        return {}
+    means = per_seed.mean()
+    return {f"accuracy_at_{k}": float(means[k]) for k in sorted(means.index, key=int)}
+
+
 def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = None) -> pd.DataFrame:
     """One row per (task, model, config_hash): mean, std and 95% CI half-width of accuracy over seeds,
     with the costs beside it. Only runs with status ok count; failed runs are counted separately."""
@@ -83,6 +93,7 @@ def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = N
                 "peak_memory_bytes": float(ok["peak_memory_bytes"].astype(float).mean()),
                 "params": int(g["params"].dropna().iloc[0]) if g["params"].notna().any() else None,
                 "train_time_s": float(ok["train_time_s"].astype(float).mean()),
+                **_accuracy_by_length(ok["accuracy_by_length"]),
             }
         )
     board = pd.DataFrame(out)

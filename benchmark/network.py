@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
 from seqbench.errors import OptionsError
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
-from torch import nn
 
 
 def load_task(name: str, **options: Any) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pydantic
+
 from seqbench.errors import OptionsError
 
 _POSITIONAL = {"self", "input_size", "hidden_size"}

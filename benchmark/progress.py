@@ -52,7 +52,7 @@ class RunProgress:
             self.console.print(
                 f"{self.label}: training for up to {self.total} steps", highlight=False, soft_wrap=True
             )
-        self._start = time.perf_counter()
+        self._start = self._first_step_done = time.perf_counter()
         return self
 
     def update(self, state: Any, evaluated: bool) -> None:
@@ -65,11 +65,14 @@ class RunProgress:
         now = time.perf_counter()
         if evaluated or now - self._last_line >= self.plain_every_s or state.step == self.total:
             self._last_line = now
-            elapsed = now - self._start
-            eta = elapsed / state.step * (self.total - state.step) if state.step else float("nan")
+            if state.step == 1:
+                self._first_step_done = now  # the first step carries start-up costs: leave it out of the ETA
+            done = state.step - 1
+            eta = (now - self._first_step_done) / done * (self.total - state.step) if done > 0 else None
             self.console.print(
                 f"{self.label}: step {state.step}/{self.total}  loss {state.loss:.4f}  acc {acc}  "
-                f"{state.tokens_per_s:,.0f} tok/s  elapsed {elapsed:.0f}s  ETA {eta:.0f}s",
+                f"{state.tokens_per_s:,.0f} tok/s  elapsed {now - self._start:.0f}s  "
+                f"ETA {'-' if eta is None else f'{eta:.0f}s'}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import seqbench
 import torch
+
+import seqbench
 from seqbench.config import RunConfig, TrainConfig
 from seqbench.errors import SeqbenchError
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha

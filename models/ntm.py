@@ -25,8 +25,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from seqbench.errors import OptionsError
 from torch import nn
+
+from seqbench.errors import OptionsError
 
 _EPS = 1e-8
 

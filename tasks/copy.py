@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+
 from seqbench.errors import OptionsError
 from seqbench.tasks.base import Batch, Task
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from seqbench.registry import MODELS, TASKS
 
+from seqbench.registry import MODELS, TASKS
 from tests.fakes import FakeEntryPoint
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from seqbench.tasks.base import Batch, Task
 from torch import nn
+
+from seqbench.tasks.base import Batch, Task
 
 
 class FakeEntryPoint:

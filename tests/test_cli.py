@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+
 from seqbench.cli import main
 from seqbench.registry import MODELS
 from seqbench.store import read_runs
-
 from tests.fakes import BROKEN_IMPORT, FakeEntryPoint
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import seqbench
 import torch
+
+import seqbench
 from seqbench.registry import MODELS
 
 IN, H = 5, 8

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import seqbench
 import torch
+
+import seqbench
 from seqbench.errors import OptionsError
 from seqbench.models import ntm as ntm_module
 from seqbench.models.ntm import address, circular_shift, content_weights, sharpen

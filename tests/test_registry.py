@@ -3,9 +3,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+
 from seqbench.errors import DuplicateNameError, ProviderImportError, UnknownNameError
 from seqbench.registry import MODELS, TASKS, Registry
-
 from tests.fakes import BROKEN_IMPORT, FakeEntryPoint
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from seqbench.config import RunConfig, build_train_config
 from seqbench.errors import OptionsError, UnknownNameError
 from seqbench.registry import MODELS, TASKS
 from seqbench.runner import run
 from seqbench.store import RUN_SCHEMA, read_curves, read_runs
-
 from tests.fakes import ExplodingModel, FakeEntryPoint
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from seqbench import store
 from seqbench.store import RUN_SCHEMA, new_run_id, read_curves, read_runs, write_run
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-import seqbench
 import torch
+
+import seqbench
 from seqbench.errors import OptionsError
 from seqbench.registry import TASKS
 

@@ -1,0 +1,25 @@
+"""The README's Python example must keep working: it is executed here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_python_api_example_runs():
+    text = README.read_text()
+    section = text[text.index("## Python API") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, str(README), "exec"), scope)
+    assert tuple(scope["batch"].inputs.shape) == (32, 41, 9)
+    assert tuple(scope["h"].shape) == (32, 41, 100)
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (README.parent / ".ci" / "run").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(), re.S)
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in ci
