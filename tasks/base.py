@@ -8,6 +8,7 @@ batch, so the same seed gives the same batch in any run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import ClassVar, Literal
 
@@ -40,6 +41,8 @@ class Task:
     """Base class for tasks. Subclasses set the attributes below and implement `sample`, `loss`, `metrics`."""
 
     input_kind: ClassVar[Literal["vector", "tokens"]] = "vector"
+    #: False for tasks whose batch is fully determined by its length (e.g. the string a^n b^n).
+    stochastic: ClassVar[bool] = True
     #: Default budget hints per preset (steps, batch_size, lr, ...) that fit this task; see seqbench.presets.
     presets: ClassVar[dict[str, dict]] = {}
 
@@ -70,3 +73,43 @@ class Task:
     def sample_length(self, generator: torch.Generator) -> int:
         lo, hi = self.train_lengths
         return int(torch.randint(lo, hi + 1, (1,), generator=generator, device=generator.device).item())
+
+
+class ClassificationTask(Task):
+    """A task whose targets are class indices (B, T) scored where the mask is on: cross-entropy loss,
+    `token_accuracy` over the scored positions and the primary `accuracy` = every scored position of a
+    sequence right."""
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        m = batch.mask
+        return torch.nn.functional.cross_entropy(outputs[m], batch.targets[m])
+
+    @torch.no_grad()
+    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        m = batch.mask
+        wrong = (outputs.argmax(-1) != batch.targets) & m  # (B, T)
+        return {
+            "accuracy": (~wrong.any(dim=1)).float().mean().item(),
+            "token_accuracy": 1.0 - (wrong.sum() / m.sum()).item(),
+        }
+
+
+def bit_metrics(outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+    """Copy-style scoring of bit targets (B, T, C) from logits: sequence accuracy (no bit wrong), bit errors
+    per sequence, bit accuracy and the cross-entropy cost in bits per sequence."""
+    m = batch.mask.unsqueeze(-1).float()  # (B, T, 1)
+    wrong = ((outputs > 0).float() != batch.targets).float() * m  # logit > 0  <=>  p > 0.5
+    errors = wrong.sum(dim=(1, 2))  # (B,)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none") * m
+    return {
+        "accuracy": (errors == 0).float().mean().item(),
+        "bit_errors": errors.mean().item(),
+        "bit_accuracy": 1.0 - (wrong.sum() / (m.sum() * batch.targets.shape[-1])).item(),
+        "cost_bits": (bce.sum(dim=(1, 2)) / math.log(2)).mean().item(),
+    }
+
+
+def bit_loss(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Binary cross-entropy on the masked steps."""
+    m = batch.mask
+    return torch.nn.functional.binary_cross_entropy_with_logits(outputs[m], batch.targets[m])

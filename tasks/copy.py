@@ -16,14 +16,12 @@ sequence accuracy (the primary `accuracy`: no bit wrong) and bit accuracy. Predi
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, Task
+from seqbench.tasks.base import Batch, Task, bit_loss, bit_metrics
 
 
 class Copy(Task):
@@ -68,22 +66,11 @@ class Copy(Task):
         return Batch(inputs, targets, mask)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        m = batch.mask
-        return F.binary_cross_entropy_with_logits(outputs[m], batch.targets[m])
+        return bit_loss(outputs, batch)
 
     @torch.no_grad()
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
-        m = batch.mask.unsqueeze(-1).float()  # (B, T, 1)
-        wrong = ((outputs > 0).float() != batch.targets).float() * m  # logit > 0  <=>  p > 0.5
-        errors = wrong.sum(dim=(1, 2))  # (B,) bit errors per sequence
-        bce = F.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none") * m
-        n_bits = m.sum() * self.bits
-        return {
-            "accuracy": (errors == 0).float().mean().item(),
-            "bit_errors": errors.mean().item(),
-            "bit_accuracy": 1.0 - (wrong.sum() / n_bits).item(),
-            "cost_bits": (bce.sum(dim=(1, 2)) / math.log(2)).mean().item(),
-        }
+        return bit_metrics(outputs, batch)
 
     def chance(self, length: int) -> dict[str, float]:
         # 0.5 everywhere: one bit of cross-entropy per target bit; a sequence is right by luck with 2^-(bits*L).

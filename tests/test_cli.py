@@ -104,4 +104,5 @@ def test_ls(cli):
     res = cli.invoke(main, ["ls", "models"])
     assert res.exit_code == 0 and "ntm" in res.output and "seqbench==" in res.output
     assert cli.invoke(main, ["ls", "models", "*ru*"]).output.split()[0] == "gru"
-    assert cli.invoke(main, ["ls", "tasks"]).output.startswith("copy")
+    tasks = [line.split()[0] for line in cli.invoke(main, ["ls", "tasks"]).output.splitlines()]
+    assert "copy" in tasks and tasks == sorted(tasks)

@@ -42,7 +42,8 @@ def test_same_seed_same_batch(task):
     assert (
         torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) and torch.equal(a.mask, b.mask)
     )
-    assert not torch.equal(a.inputs, c.inputs)
+    if task.stochastic:
+        assert not torch.equal(a.inputs, c.inputs)
 
 
 def test_length_knob_is_honoured(task):

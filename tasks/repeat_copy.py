@@ -1,0 +1,74 @@
+"""Repeat copy (Graves, Wayne & Danihelka 2014, "Neural Turing Machines", §4.2, arXiv:1410.5401).
+
+A sequence of L random `bits`-bit vectors, then a step carrying the repeat count R (normalised by
+`max_repeats`, on its own channel); the model must output the sequence R times, then raise an end marker
+(an extra output channel) on the step after the last repeat. L and R are each drawn from 1..10 in training
+(R once per batch); the knob `length` is L, and evaluation also draws R up to `eval_max_repeats`.
+
+Worked example, bits=2, L=2, R=2 (channels: bits, start flag, repeat count; `.`: ignored by the loss):
+
+    step     1        2        3 (R)      4       5       6       7       8
+    input  [1 0 0 0] [0 1 0 0] [0 0 1 .2]  0       0       0       0       0
+    target    .        .         .       [1 0 0] [0 1 0] [1 0 0] [0 1 0] [0 0 1]   (last channel: end)
+    mask      0        0         0        1       1       1       1       1
+
+T = L + 1 + R L + 1. Loss: binary cross-entropy over the answer (the end channel included). Metrics as copy:
+sequence accuracy (primary), bit errors, bit accuracy, cost in bits.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from seqbench.errors import OptionsError
+from seqbench.tasks.base import Batch, Task, bit_loss, bit_metrics
+
+
+class RepeatCopy(Task):
+    presets: ClassVar[dict[str, dict]] = {
+        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
+        "quick": {"steps": 4000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
+        "paper": {"steps": 100_000, "batch_size": 1, "eval_every": 1000, "eval_size": 256},
+    }
+
+    def __init__(
+        self,
+        bits: int = 8,
+        min_length: int = 1,
+        max_length: int = 10,
+        max_repeats: int = 10,
+        eval_max_repeats: int = 20,
+        eval_lengths: tuple[int, ...] = (10, 20),
+    ) -> None:
+        if bits < 1 or not 1 <= min_length <= max_length or max_repeats < 1 or eval_max_repeats < 1:
+            raise OptionsError("repeat_copy: need bits >= 1, 1 <= min_length <= max_length, repeats >= 1.")
+        self.bits, self.max_repeats, self.eval_max_repeats = bits, max_repeats, eval_max_repeats
+        self.input_size, self.output_size = bits + 2, bits + 1
+        self.train_lengths = (min_length, max_length)
+        self.eval_lengths = tuple(sorted(set(eval_lengths) | {max_length}))
+
+    def sample(self, batch_size: int, length: int, generator: torch.Generator) -> Batch:
+        g, dev, B, L, c = generator, generator.device, batch_size, length, self.bits
+        longest = self.max_repeats if length <= self.train_lengths[1] else self.eval_max_repeats
+        R = int(torch.randint(1, longest + 1, (1,), generator=g, device=dev).item())
+        seq = torch.randint(0, 2, (B, L, c), generator=g, device=dev).float()
+        T = L + 1 + R * L + 1
+        inputs = torch.zeros(B, T, c + 2, device=dev)
+        inputs[:, :L, :c] = seq
+        inputs[:, L, c] = 1.0
+        inputs[:, L, c + 1] = R / self.max_repeats
+        targets = torch.zeros(B, T, c + 1, device=dev)
+        targets[:, L + 1 : T - 1, :c] = seq.repeat(1, R, 1)
+        targets[:, T - 1, c] = 1.0  # end marker
+        mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
+        mask[:, L + 1 :] = True
+        return Batch(inputs, targets, mask)
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return bit_loss(outputs, batch)
+
+    @torch.no_grad()
+    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        return bit_metrics(outputs, batch)
