@@ -65,21 +65,27 @@ class PeakMemory:
 
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
-    """The commit of the seqbench source that ran, with `-dirty` for uncommitted changes; "unknown" when
-    seqbench was installed from a wheel rather than run from a checkout."""
+    """The commit of the seqbench checkout that ran, with `-dirty` for uncommitted changes.
+
+    "unknown" unless the code runs from (or was installed into a virtual environment inside) a seqbench
+    checkout: git would otherwise happily report whatever unrelated repository encloses site-packages."""
     here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        top = Path(git("rev-parse", "--show-toplevel").strip())
+        pyproject = top / "pyproject.toml"
+        if (
+            not (top / "benchmark" / "runner.py").is_file()
+            or 'name = "seqbench"' not in pyproject.read_text()
+        ):
+            return "unknown"
+        sha = git("rev-parse", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")

@@ -109,3 +109,23 @@ def test_presets_merge_in_order():
     assert cfg.lr == 5e-4  # explicit beats every preset
     with pytest.raises(OptionsError, match="batch_size"):
         build_train_config("quick", overrides={"batch_size": 0})
+
+
+def test_git_sha_only_from_a_seqbench_checkout(tmp_path, monkeypatch):
+    import subprocess
+
+    from seqbench import metrics
+
+    metrics.git_sha.cache_clear()
+    sha = metrics.git_sha()
+    assert sha == "unknown" or len(sha.split("-")[0]) == 40
+    # A package file inside some other repository must not borrow that repository's commit.
+    other = tmp_path / "other"
+    (other / "pkg").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    monkeypatch.setattr(metrics, "__file__", str(other / "pkg" / "metrics.py"))
+    metrics.git_sha.cache_clear()
+    try:
+        assert metrics.git_sha() == "unknown"
+    finally:
+        metrics.git_sha.cache_clear()
