@@ -3,8 +3,11 @@ so `seqbench --help` and `seqbench ls` stay instant."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -19,6 +22,20 @@ def _console():
 
     console = Console()
     return console if console.is_terminal else Console(width=200)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C, so the run so far is stored."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(exc: SeqbenchError) -> None:
@@ -94,7 +111,7 @@ def run(
             device=device,
             train=train_cfg,
         )
-        with RunProgress(f"{task}/{model} seed {seed}", train_cfg.steps) as bar:
+        with _sigterm_interrupts(), RunProgress(f"{task}/{model} seed {seed}", train_cfg.steps) as bar:
             try:
                 row = run_one(config, results_dir, on_progress=bar.update)
             except KeyboardInterrupt:

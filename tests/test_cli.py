@@ -106,3 +106,39 @@ def test_ls(cli):
     assert cli.invoke(main, ["ls", "models", "*ru*"]).output.split()[0] == "gru"
     tasks = [line.split()[0] for line in cli.invoke(main, ["ls", "tasks"]).output.splitlines()]
     assert "copy" in tasks and tasks == sorted(tasks)
+
+
+def test_sigterm_stores_the_run_as_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqbench.cli",
+        "run",
+        "--task",
+        "copy",
+        "--model",
+        "lstm",
+        "--preset",
+        "smoke",
+        "--steps",
+        "100000",
+        "--threads",
+        "1",
+        "--results",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # wait until training has started
+        if "step" in line and "/100000" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, out
+    stored = read_runs(tmp_path)
+    assert list(stored["status"]) == ["interrupted"] and stored.iloc[0]["steps"] > 0
