@@ -1,0 +1,94 @@
+"""Clockwork RNN (Koutník, Greff, Gomez & Schmidhuber 2014, "A Clockwork RNN", arXiv:1402.3511).
+
+The hidden units are split into g modules with periods T_1 < T_2 < ... (1, 2, 4, ... by default). At step t
+(counted from 0) module i updates only if t mod T_i = 0; the others keep their state. The recurrent matrix
+is block upper-triangular when modules are sorted by period: a module reads itself and the slower modules,
+never the faster ones. Every module reads the input:
+
+    h_t^(i) = tanh(W^(i) x_t + Σ_{j: T_j >= T_i} U^(i,j) h_{t-1}^(j) + b^(i))   if t mod T_i = 0
+    h_t^(i) = h_{t-1}^(i)                                                   otherwise
+
+Speed: when each period divides the next (the default powers of two) the modules due at step t are a
+prefix of the sorted list, so a step computes only those rows; on average fewer than two modules update,
+which is what makes the clockwork RNN cheaper than an Elman RNN of the same size on long sequences.
+Other periods fall back to computing every module and keeping the ones not due.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from seqbench.errors import OptionsError
+
+
+class _Layer(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, periods: tuple[int, ...]) -> None:
+        super().__init__()
+        g = len(periods)
+        sizes = [hidden_size // g + (1 if i < hidden_size % g else 0) for i in range(g)]
+        self.periods = periods
+        self.bounds = [sum(sizes[: i + 1]) for i in range(g)]  # end of module i
+        self.chain = all(b % a == 0 for a, b in itertools.pairwise(periods))
+        k = 1 / math.sqrt(hidden_size)
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-k, k))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-k, k))
+        self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-k, k))
+        module_of = torch.repeat_interleave(torch.arange(g), torch.tensor(sizes))
+        # Row module i reads column module j only if T_j >= T_i (j >= i once sorted).
+        self.register_buffer(
+            "block_mask", (module_of.unsqueeze(1) <= module_of.unsqueeze(0)).float(), persistent=False
+        )
+
+    def due(self, t: int) -> list[int]:
+        return [i for i, p in enumerate(self.periods) if t % p == 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, I) -> (T, B, H)
+        xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, H), hoisted
+        U = self.weight_hh * self.block_mask
+        h = x.new_zeros(x.shape[1], U.shape[0])
+        out = []
+        for t, xp_t in enumerate(xp.unbind(0)):
+            due = self.due(t)
+            if self.chain:  # modules due form a prefix: compute only those rows
+                end = self.bounds[due[-1]]
+                new = torch.tanh(torch.addmm(xp_t[:, :end], h, U[:end].t()))
+                h = torch.cat([new, h[:, end:]], dim=1) if end < h.shape[1] else new
+            else:
+                keep = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
+                for i in due:
+                    keep[(self.bounds[i - 1] if i else 0) : self.bounds[i]] = True
+                h = torch.where(keep, torch.tanh(torch.addmm(xp_t, h, U.t())), h)
+            out.append(h)
+        return torch.stack(out)
+
+
+class ClockworkRNN(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        modules: int = 8,
+        periods: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        periods = tuple(periods) if periods is not None else tuple(2**i for i in range(modules))
+        if not periods or list(periods) != sorted(set(periods)) or periods[0] < 1:
+            raise OptionsError(f"clockwork_rnn: periods must be distinct, ascending and >= 1, got {periods}.")
+        if len(periods) > hidden_size:
+            raise OptionsError(f"clockwork_rnn: {len(periods)} modules need hidden_size >= {len(periods)}.")
+        self.periods = periods
+        self.layers = nn.ModuleList(
+            _Layer(input_size if n == 0 else hidden_size, hidden_size, periods) for n in range(num_layers)
+        )
+        self.state_size = hidden_size * num_layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        h = x.transpose(0, 1)
+        for layer in self.layers:
+            h = layer(h)
+        return h.transpose(0, 1)

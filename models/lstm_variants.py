@@ -1,0 +1,140 @@
+"""Greff et al.'s LSTM variants on one shared cell (see `lstm_cell.py` for the equations and the fast path).
+
+Greff, Srivastava, Koutník, Steunebrink & Schmidhuber 2017, "LSTM: A Search Space Odyssey", IEEE TNNLS
+(arXiv:1503.04069). Registered names: lstm_peephole (their "vanilla"), lstm_nig, lstm_nfg, lstm_nog,
+lstm_niaf, lstm_noaf, lstm_cifg, lstm_fgr, and lstm_1997 (Hochreiter & Schmidhuber 1997: no forget gate, no
+peepholes). Their NP variant (no peepholes) is `lstm`, on PyTorch's fused kernel; `LSTMVariant` with
+variant="np" is the same equations on this cell, which is how the cell is checked against `torch.nn.LSTM`.
+
+Greff's finding: no variant beats vanilla significantly; removing the forget gate or the output activation
+hurts most; CIFG and NP cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from seqbench.errors import OptionsError
+from seqbench.models.lstm_cell import VARIANTS, recurrence, reference_forward
+
+RecurrentInit = Literal["default", "orthogonal", "identity"]
+
+
+def init_recurrent(weight: torch.Tensor, hidden: int, how: str) -> None:
+    """Initialise each (H, H) block of a stacked recurrent matrix: PyTorch's uniform default, orthogonal
+    (Saxe et al. 2014) or identity (Le et al. 2015)."""
+    if how == "default":
+        return
+    with torch.no_grad():
+        for block in weight.split(hidden, dim=0):
+            if how == "orthogonal":
+                nn.init.orthogonal_(block)
+            elif how == "identity":
+                block.copy_(torch.eye(hidden, block.shape[1], dtype=block.dtype))
+            else:
+                raise OptionsError(f"recurrent_init must be default, orthogonal or identity, got {how!r}.")
+
+
+class _Layer(nn.Module):
+    def __init__(
+        self, variant: str, input_size: int, hidden_size: int, forget_bias: float, recurrent_init: str
+    ):
+        super().__init__()
+        v = VARIANTS[variant]
+        self.v, self.H = v, hidden_size
+        n = len(v.blocks())
+        k = 1 / math.sqrt(hidden_size)  # PyTorch's LSTM initialisation
+        self.weight_ih = nn.Parameter(torch.empty(n * hidden_size, input_size).uniform_(-k, k))
+        self.weight_hh = nn.Parameter(torch.empty(n * hidden_size, hidden_size).uniform_(-k, k))
+        self.bias = nn.Parameter(torch.empty(n * hidden_size).uniform_(-k, k))
+        init_recurrent(self.weight_hh, hidden_size, recurrent_init)
+        if v.has_f_weights:
+            f = v.blocks().index("f")
+            with torch.no_grad():
+                self.bias[f * hidden_size : (f + 1) * hidden_size].fill_(forget_bias)
+        # Peepholes only into gates that exist (CIFG's forget gate is 1 - i: no peephole of its own).
+        self.peep_names = [g for g in ("i", "f", "o") if v.peepholes and g in v.blocks()]
+        self.peepholes = nn.ParameterDict(
+            {g: nn.Parameter(torch.empty(hidden_size).uniform_(-k, k)) for g in self.peep_names}
+        )
+        if v.gate_recurrence:
+            m = len([b for b in v.blocks() if b != "z"])
+            self.weight_gg = nn.Parameter(
+                torch.empty(m * hidden_size, len(v.gates()) * hidden_size).uniform_(-k, k)
+            )
+        else:
+            self.register_parameter("weight_gg", None)
+
+    def peep_all(self) -> torch.Tensor:
+        zero = self.bias.new_zeros(self.H)
+        return torch.stack([self.peepholes[g] if g in self.peep_names else zero for g in ("i", "f", "o")])
+
+    def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:  # x (T, B, I) -> (T, B, H)
+        xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, nH): hoisted out of the loop
+        zeros = x.new_zeros(x.shape[1], self.H)
+        if fast:
+            return recurrence(self.v, xp, self.weight_hh, self.weight_gg, self.peep_all(), zeros, zeros)[0]
+        peep = dict(zip("ifo", self.peep_all(), strict=True))
+        return reference_forward(self.v, xp, self.weight_hh, self.weight_gg, peep, zeros, zeros)[0]
+
+
+class LSTMVariant(nn.Module):
+    """A stack of `num_layers` cells of one variant. `implementation="reference"` runs the same equations
+    through autograd step by step (slow; the oracle the fast path is tested against)."""
+
+    variant_name = "vanilla"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float = 1.0,
+        recurrent_init: RecurrentInit = "default",
+        variant: str | None = None,
+        implementation: Literal["fast", "reference"] = "fast",
+    ) -> None:
+        super().__init__()
+        if variant is not None and type(self) is not LSTMVariant:
+            raise OptionsError(
+                f"{type(self).__name__} is the {self.variant_name!r} variant; `variant` is for LSTMVariant."
+            )
+        name = variant or self.variant_name
+        if name not in VARIANTS:
+            raise OptionsError(f"Unknown LSTM variant {name!r}. Available: {', '.join(VARIANTS)}.")
+        if num_layers < 1:
+            raise OptionsError(f"num_layers must be >= 1, got {num_layers}.")
+        self.variant = name
+        self.fast = implementation == "fast"
+        self.layers = nn.ModuleList(
+            _Layer(name, input_size if n == 0 else hidden_size, hidden_size, forget_bias, recurrent_init)
+            for n in range(num_layers)
+        )
+        self.state_size = 2 * hidden_size * num_layers  # y and c per layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        h = x.transpose(0, 1)
+        for layer in self.layers:
+            h = layer(h, self.fast)
+        return h.transpose(0, 1)
+
+
+def _named(variant: str, doc: str) -> type[LSTMVariant]:
+    cls = type(f"LSTM_{variant}", (LSTMVariant,), {"variant_name": variant, "__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+LSTMPeephole = _named("vanilla", "Greff's vanilla LSTM: forget gate and peepholes.")
+LSTMNIG = _named("nig", "No input gate (i = 1).")
+LSTMNFG = _named("nfg", "No forget gate (f = 1): the cell never decays.")
+LSTMNOG = _named("nog", "No output gate (o = 1).")
+LSTMNIAF = _named("niaf", "No input activation function (z = W x + R y + b).")
+LSTMNOAF = _named("noaf", "No output activation function (y = c ⊙ o).")
+LSTMCIFG = _named("cifg", "Coupled input and forget gate (f = 1 - i).")
+LSTMFGR = _named("fgr", "Full gate recurrence: the gates also read [i, f, o] of the previous step.")
+LSTM1997 = _named("1997", "The original LSTM (Hochreiter & Schmidhuber 1997): no forget gate, no peepholes.")
