@@ -163,8 +163,9 @@ def run(
                 curve.append(
                     _curve_point(row["run_id"], step, samples, train_time, "eval", length, metric, value)
                 )
-        acc = last_eval[task.train_length]["accuracy"]
-        if not row["solved"] and acc >= cfg.solve_threshold:
+        main = last_eval[task.train_length]
+        acc = main["accuracy"]
+        if not row["solved"] and task.solved(main, cfg.solve_threshold):
             row.update(solved=True, steps_to_solve=step, samples_to_solve=samples, time_to_solve_s=train_time)
         state.accuracy = acc
         state.last_eval = last_eval

@@ -70,6 +70,10 @@ class Task:
         """What a predictor that ignores the input scores at `length` (drawn as the chance line)."""
         return {}
 
+    def solved(self, metrics: dict[str, float], threshold: float) -> bool:
+        """Whether evaluation metrics at the training length count as solving the task (stops a run)."""
+        return metrics["accuracy"] >= threshold
+
     def sample_length(self, generator: torch.Generator) -> int:
         lo, hi = self.train_lengths
         return int(torch.randint(lo, hi + 1, (1,), generator=generator, device=generator.device).item())

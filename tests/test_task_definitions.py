@@ -195,3 +195,13 @@ def test_language_facts_chance_is_one_over_the_candidates():
     assert seqbench.load_task("language_facts", supporting_facts=2).chance(60)["accuracy"] == 1 / len(
         lf.PLACES
     )
+
+
+def test_adding_is_solved_by_mse_below_one_hundredth():
+    task = seqbench.load_task("adding")
+    assert task.solved({"accuracy": 0.3, "mse": 0.009}, threshold=0.99)
+    assert not task.solved({"accuracy": 0.3, "mse": 0.011}, threshold=0.99)
+    old = seqbench.load_task("adding", variant="hochreiter1997")
+    assert old.solved({"accuracy": 0.995, "mse": 1.0}, 0.99) and not old.solved(
+        {"accuracy": 0.9, "mse": 0.0}, 0.99
+    )
