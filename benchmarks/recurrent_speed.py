@@ -69,7 +69,13 @@ def time_step(model: torch.nn.Module, x: torch.Tensor) -> float:
 def _memory_in_this_process(name: str, hidden: int, length: int, batch: int, inputs: int) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = TorchLSTM(inputs, hidden) if name == "nn.LSTM" else seqbench.load_model(name, inputs, hidden)
+    base, _, impl = name.partition("+")
+    options = {"implementation": impl} if impl else {}
+    model = (
+        TorchLSTM(inputs, hidden)
+        if name == "nn.LSTM"
+        else seqbench.load_model(base, inputs, hidden, **options)
+    )
     x = torch.randn(batch, length, inputs)
     meter = PeakMemory(torch.device("cpu"))
     meter.start()
@@ -98,6 +104,11 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time implementation='compiled' (torch.compile) of the models that offer it",
+    )
     ap.add_argument("--memory-of", nargs=5, metavar=("MODEL", "H", "T", "B", "I"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_of:
@@ -116,6 +127,14 @@ def main() -> None:
             x = torch.randn(args.batch, T, args.inputs)
             models = {"nn.LSTM": TorchLSTM(args.inputs, H)}
             models.update({m: seqbench.load_model(m, args.inputs, H) for m in args.models})
+            if args.compiled:
+                models.update(
+                    {
+                        f"{m}+compiled": seqbench.load_model(m, args.inputs, H, implementation="compiled")
+                        for m in args.models
+                        if m.startswith("lstm_")
+                    }
+                )
             for m in models.values():  # warm-up (allocator, oneDNN primitives)
                 step(m, x)
             times: dict[str, list[float]] = {name: [] for name in models}
@@ -145,7 +164,8 @@ def main() -> None:
 
     print("\n| model | " + " | ".join(f"H{h} T{t}" for h in args.hidden for t in args.length) + " |")
     print("|---|" + "---|" * (len(args.hidden) * len(args.length)))
-    for name in ["nn.LSTM", *args.models]:
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    for name in names:
         cells = []
         for h in args.hidden:
             for t in args.length:
@@ -153,7 +173,7 @@ def main() -> None:
                 cells.append(f"{r['ms']:.0f} ms (x{r['ratio']:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nPeak memory (MiB) growth during one step, T=100 -> T=500 (ratio):")
-    for name in ["nn.LSTM", *args.models]:
+    for name in names:
         for h in args.hidden:
             m = {
                 t: next(

@@ -10,19 +10,64 @@ never the faster ones. Every module reads the input:
 
 Speed: when each period divides the next (the default powers of two) the modules due at step t are a
 prefix of the sorted list, so a step computes only those rows; on average fewer than two modules update,
-which is what makes the clockwork RNN cheaper than an Elman RNN of the same size on long sequences.
-Other periods fall back to computing every module and keeping the ones not due.
+which is what makes the clockwork RNN cheaper than an Elman RNN of the same size on long sequences. That
+path is a `torch.autograd.Function` with a hand-written backward, in a (features, batch) layout where the
+due rows are one contiguous slice; it is checked against the plain autograd loop (`implementation=
+"reference"`). Other periods fall back to that loop, computing every module and keeping the ones not due.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
+
+
+class _PrefixRecurrence(torch.autograd.Function):
+    """h_t[:end_t] = tanh(xp_t[:end_t] + U[:end_t] h_{t-1}); h_t[end_t:] = h_{t-1}[end_t:]. Shapes: xp (T, B, H),
+    U (H, H) already masked; returns (T, B, H)."""
+
+    @staticmethod
+    def forward(ctx, xp, U, ends):
+        T, B, H = xp.shape
+        xs = xp.transpose(1, 2).contiguous().unbind(0)  # T x (H, B)
+        hs = xp.new_zeros(T + 1, H, B)
+        hl = hs.unbind(0)
+        for t, end in enumerate(ends):
+            h, h_prev = hl[t + 1], hl[t]
+            torch.addmm(xs[t][:end], U[:end], h_prev, out=h[:end]).tanh_()
+            if end < H:
+                h[end:].copy_(h_prev[end:])
+        ctx.ends = ends
+        ctx.save_for_backward(U, hs)
+        return hs[1:].transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, dys):
+        U, hs = ctx.saved_tensors
+        ends = ctx.ends
+        T, H, B = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+        dyl = dys.transpose(1, 2).contiguous().unbind(0)
+        hl = hs.unbind(0)
+        dA = hs.new_zeros(T, H, B)  # rows of modules not due stay zero
+        dl = dA.unbind(0)
+        dU = torch.zeros_like(U)
+        carry = hs.new_zeros(H, B)  # gradient reaching h_t from later steps
+        for t in range(T - 1, -1, -1):
+            end = ends[t]
+            carry.add_(dyl[t])
+            da, h_new = dl[t][:end], hl[t + 1][:end]
+            torch.mul(carry[:end], h_new, out=da).mul_(h_new)
+            torch.sub(carry[:end], da, out=da)  # carry * (1 - h^2)
+            dU[:end].addmm_(da, hl[t].t())
+            carry[:end].zero_()  # rows that updated do not pass their gradient straight through ...
+            carry.addmm_(U[:end].t(), da)  # ... it goes through U instead
+        return dA.transpose(1, 2), dU, None
 
 
 class _Layer(nn.Module):
@@ -46,9 +91,11 @@ class _Layer(nn.Module):
     def due(self, t: int) -> list[int]:
         return [i for i, p in enumerate(self.periods) if t % p == 0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, I) -> (T, B, H)
+    def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:  # (T, B, I) -> (T, B, H)
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, H), hoisted
         U = self.weight_hh * self.block_mask
+        if fast and self.chain:
+            return _PrefixRecurrence.apply(xp, U, [self.bounds[self.due(t)[-1]] for t in range(x.shape[0])])
         h = x.new_zeros(x.shape[1], U.shape[0])
         out = []
         for t, xp_t in enumerate(xp.unbind(0)):
@@ -74,6 +121,7 @@ class ClockworkRNN(nn.Module):
         num_layers: int = 1,
         modules: int = 8,
         periods: tuple[int, ...] | None = None,
+        implementation: Literal["fast", "reference"] = "fast",
     ) -> None:
         super().__init__()
         periods = tuple(periods) if periods is not None else tuple(2**i for i in range(modules))
@@ -82,6 +130,7 @@ class ClockworkRNN(nn.Module):
         if len(periods) > hidden_size:
             raise OptionsError(f"clockwork_rnn: {len(periods)} modules need hidden_size >= {len(periods)}.")
         self.periods = periods
+        self.fast = implementation == "fast"
         self.layers = nn.ModuleList(
             _Layer(input_size if n == 0 else hidden_size, hidden_size, periods) for n in range(num_layers)
         )
@@ -90,5 +139,5 @@ class ClockworkRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
         h = x.transpose(0, 1)
         for layer in self.layers:
-            h = layer(h)
+            h = layer(h, self.fast)
         return h.transpose(0, 1)

@@ -20,6 +20,7 @@ from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.lstm_cell import VARIANTS, recurrence, reference_forward
+from seqbench.models.lstm_compiled import fused_recurrence
 
 RecurrentInit = Literal["default", "orthogonal", "identity"]
 
@@ -73,18 +74,20 @@ class _Layer(nn.Module):
         zero = self.bias.new_zeros(self.H)
         return torch.stack([self.peepholes[g] if g in self.peep_names else zero for g in ("i", "f", "o")])
 
-    def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:  # x (T, B, I) -> (T, B, H)
+    def forward(self, x: torch.Tensor, impl: str = "fast") -> torch.Tensor:  # x (T, B, I) -> (T, B, H)
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, nH): hoisted out of the loop
         zeros = x.new_zeros(x.shape[1], self.H)
-        if fast:
-            return recurrence(self.v, xp, self.weight_hh, self.weight_gg, self.peep_all(), zeros, zeros)[0]
+        if impl != "reference":
+            run = fused_recurrence if impl == "compiled" else recurrence
+            return run(self.v, xp, self.weight_hh, self.weight_gg, self.peep_all(), zeros, zeros)[0]
         peep = dict(zip("ifo", self.peep_all(), strict=True))
         return reference_forward(self.v, xp, self.weight_hh, self.weight_gg, peep, zeros, zeros)[0]
 
 
 class LSTMVariant(nn.Module):
-    """A stack of `num_layers` cells of one variant. `implementation="reference"` runs the same equations
-    through autograd step by step (slow; the oracle the fast path is tested against)."""
+    """A stack of `num_layers` cells of one variant. `implementation`: "fast" (hand-written backward, the
+    default), "compiled" (the same with each step's element-wise work fused by torch.compile; compiles on
+    first use), or "reference" (the equations through autograd step by step: slow, the oracle)."""
 
     variant_name = "vanilla"
 
@@ -96,7 +99,7 @@ class LSTMVariant(nn.Module):
         forget_bias: float = 1.0,
         recurrent_init: RecurrentInit = "default",
         variant: str | None = None,
-        implementation: Literal["fast", "reference"] = "fast",
+        implementation: Literal["fast", "compiled", "reference"] = "fast",
     ) -> None:
         super().__init__()
         if variant is not None and type(self) is not LSTMVariant:
@@ -109,7 +112,7 @@ class LSTMVariant(nn.Module):
         if num_layers < 1:
             raise OptionsError(f"num_layers must be >= 1, got {num_layers}.")
         self.variant = name
-        self.fast = implementation == "fast"
+        self.implementation = implementation
         self.layers = nn.ModuleList(
             _Layer(name, input_size if n == 0 else hidden_size, hidden_size, forget_bias, recurrent_init)
             for n in range(num_layers)
@@ -119,7 +122,7 @@ class LSTMVariant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
         h = x.transpose(0, 1)
         for layer in self.layers:
-            h = layer(h, self.fast)
+            h = layer(h, self.implementation)
         return h.transpose(0, 1)
 
 

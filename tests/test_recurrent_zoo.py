@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import seqbench
+from seqbench.models import lstm_compiled
 from seqbench.models.lstm_cell import VARIANTS, Variant, _split, _step
 from seqbench.models.lstm_variants import LSTMVariant
 
@@ -28,7 +29,7 @@ def test_fast_path_matches_the_autograd_oracle(variant):
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(4, 9, H, dtype=torch.double)
     fast = grads_of(model, x, w)
-    model.fast = False
+    model.implementation = "reference"
     slow = grads_of(model, x, w)
     for a, b in zip(fast, slow, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
@@ -210,3 +211,30 @@ def test_depth_gated_lstm_reduces_to_stacked_lstms_when_the_gate_is_closed():
         assert not torch.allclose(model(x), ref(x)[0], atol=1e-4)  # the depth gate is open a little
         model.layers[1].bias[4 * H :] = -60.0  # close it: d = σ(-60) ≈ 0
         assert torch.allclose(model(x), ref(x)[0], atol=1e-6)
+
+
+def test_clockwork_fast_path_matches_the_autograd_loop():
+    torch.manual_seed(5)
+    model = seqbench.load_model("clockwork_rnn", IN, 12, num_layers=2, modules=4).double()
+    x = torch.randn(3, 19, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(3, 19, 12, dtype=torch.double)
+    fast = grads_of(model, x, w)
+    model.fast = False
+    slow = grads_of(model, x, w)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.slow  # compiles two kernels per variant on first use (seconds each; cached on disk after)
+@pytest.mark.parametrize("variant", ["vanilla", "fgr"])
+def test_compiled_path_matches_the_autograd_oracle(variant):
+    torch.manual_seed(6)
+    model = LSTMVariant(IN, H, variant=variant, implementation="compiled").double()
+    x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(4, 9, H, dtype=torch.double)
+    fused = grads_of(model, x, w)
+    assert lstm_compiled._ready[VARIANTS[variant]], "compilation failed: the eager fallback ran instead"
+    model.implementation = "reference"
+    slow = grads_of(model, x, w)
+    for a, b in zip(fused, slow, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
