@@ -31,7 +31,6 @@ from seqbench.tasks.base import Batch, Task
 
 class Adding(Task):
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         # LSTM at lr 1e-3 did not leave the 1/6 plateau within 2,000 steps here (GRU and CIFG solved at
         # 1,400 and 1,800); solved runs stop early, so the cap costs time only where nothing is learned.
         "quick": {"steps": 4000, "batch_size": 32, "eval_every": 100, "eval_size": 256},

@@ -98,22 +98,42 @@ class ClassificationTask(Task):
         }
 
 
-def bit_metrics(outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
-    """Copy-style scoring of bit targets (B, T, C) from logits: sequence accuracy (no bit wrong), bit errors
-    per sequence, bit accuracy and the cross-entropy cost in bits per sequence."""
-    m = batch.mask.unsqueeze(-1).float()  # (B, T, 1)
-    wrong = ((outputs > 0).float() != batch.targets).float() * m  # logit > 0  <=>  p > 0.5
-    errors = wrong.sum(dim=(1, 2))  # (B,)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none") * m
-    return {
-        "accuracy": (errors == 0).float().mean().item(),
-        "bit_errors": errors.mean().item(),
-        "bit_accuracy": 1.0 - (wrong.sum() / (m.sum() * batch.targets.shape[-1])).item(),
-        "cost_bits": (bce.sum(dim=(1, 2)) / math.log(2)).mean().item(),
+class BitTask(Task):
+    """A task whose targets are bit vectors (B, T, C) and whose outputs are logits: binary cross-entropy on
+    the masked steps; sequence accuracy (no bit wrong: the primary `accuracy`), bit errors per sequence,
+    bit accuracy and the cross-entropy cost in bits per sequence (the NTM paper's "cost")."""
+
+    # The NTM paper's tasks: batch 1 and RMSProp in the paper; batched here for `quick`.
+    presets: ClassVar[dict[str, dict]] = {
+        "quick": {"steps": 4000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
+        "paper": {"steps": 100_000, "batch_size": 1, "eval_every": 1000, "eval_size": 256},
     }
 
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        m = batch.mask
+        return torch.nn.functional.binary_cross_entropy_with_logits(outputs[m], batch.targets[m])
 
-def bit_loss(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Binary cross-entropy on the masked steps."""
-    m = batch.mask
-    return torch.nn.functional.binary_cross_entropy_with_logits(outputs[m], batch.targets[m])
+    @torch.no_grad()
+    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        m = batch.mask.unsqueeze(-1).float()  # (B, T, 1)
+        wrong = ((outputs > 0).float() != batch.targets).float() * m  # logit > 0  <=>  p > 0.5
+        errors = wrong.sum(dim=(1, 2))  # (B,)
+        bce = (
+            torch.nn.functional.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none") * m
+        )
+        return {
+            "accuracy": (errors == 0).float().mean().item(),
+            "bit_errors": errors.mean().item(),
+            "bit_accuracy": 1.0 - (wrong.sum() / (m.sum() * batch.targets.shape[-1])).item(),
+            "cost_bits": (bce.sum(dim=(1, 2)) / math.log(2)).mean().item(),
+        }
+
+
+def answer_at_end(inputs: torch.Tensor, answer: torch.Tensor) -> Batch:
+    """A batch scored only at its last step: class `answer` (B,) there, nothing anywhere else."""
+    B, T = inputs.shape[:2]
+    targets = torch.zeros(B, T, dtype=answer.dtype, device=inputs.device)
+    targets[:, -1] = answer
+    mask = torch.zeros(B, T, dtype=torch.bool, device=inputs.device)
+    mask[:, -1] = True
+    return Batch(inputs, targets, mask)

@@ -21,12 +21,11 @@ from typing import ClassVar
 import torch
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, Task, bit_loss, bit_metrics
+from seqbench.tasks.base import Batch, BitTask
 
 
-class Copy(Task):
+class Copy(BitTask):
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 4000, "batch_size": 32, "eval_every": 100, "eval_size": 128},
         "paper": {"steps": 200_000, "batch_size": 1, "eval_every": 1000, "eval_size": 256},
     }
@@ -64,13 +63,6 @@ class Copy(Task):
         mask = torch.zeros(batch_size, T, dtype=torch.bool, device=device)
         mask[:, L + 1 :] = True
         return Batch(inputs, targets, mask)
-
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return bit_loss(outputs, batch)
-
-    @torch.no_grad()
-    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
-        return bit_metrics(outputs, batch)
 
     def chance(self, length: int) -> dict[str, float]:
         # 0.5 everywhere: one bit of cross-entropy per target bit; a sequence is right by luck with 2^-(bits*L).

@@ -29,7 +29,6 @@ from seqbench.tasks.base import Batch, ClassificationTask
 class CopyMemory(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 3000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
         "paper": {"steps": 20_000, "batch_size": 20, "eval_every": 500, "eval_size": 1000},
     }

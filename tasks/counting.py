@@ -32,7 +32,6 @@ class Counting(ClassificationTask):
     input_kind = "tokens"
     stochastic = False  # one string per n: the generator is not needed
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 2000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
         "paper": {"steps": 100_000, "batch_size": 1, "eval_every": 2000, "eval_size": 256},
     }

@@ -45,7 +45,6 @@ def mackey_glass(
 
 class Forecast(Task):
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 1500, "batch_size": 32, "eval_every": 100, "eval_size": 128},
         "paper": {"steps": 20_000, "batch_size": 32, "eval_every": 500, "eval_size": 512},
     }

@@ -22,13 +22,12 @@ from typing import ClassVar
 import torch
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, ClassificationTask
+from seqbench.tasks.base import Batch, ClassificationTask, answer_at_end
 
 
 class InductionHeads(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 2000, "batch_size": 32, "eval_every": 200, "eval_size": 256},
         "paper": {"steps": 50_000, "batch_size": 8, "eval_every": 1000, "eval_size": 1024},
     }
@@ -51,11 +50,7 @@ class InductionHeads(ClassificationTask):
         rows = torch.arange(B, device=dev)
         inputs[rows, where] = self.trigger
         inputs[:, -1] = self.trigger
-        targets = torch.zeros(B, length, dtype=torch.long, device=dev)
-        targets[:, -1] = inputs[rows, where + 1]
-        mask = torch.zeros(B, length, dtype=torch.bool, device=dev)
-        mask[:, -1] = True
-        return Batch(inputs, targets, mask)
+        return answer_at_end(inputs, inputs[rows, where + 1])
 
     def chance(self, length: int) -> dict[str, float]:
         return {"accuracy": 1 / self.vocab}

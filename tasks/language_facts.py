@@ -32,7 +32,7 @@ from typing import ClassVar, Literal
 import torch
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, ClassificationTask
+from seqbench.tasks.base import Batch, ClassificationTask, answer_at_end
 
 PEOPLE = ("mary", "john", "sandra", "daniel", "julie", "fred", "bill", "emma")
 PLACES = ("kitchen", "garden", "office", "hallway", "bathroom", "bedroom")
@@ -73,7 +73,6 @@ def _ids(words: tuple[str, ...]) -> torch.Tensor:
 class LanguageFacts(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 3000, "batch_size": 32, "eval_every": 200, "eval_size": 256},
         "paper": {"steps": 30_000, "batch_size": 32, "eval_every": 1000, "eval_size": 1000},
     }
@@ -180,13 +179,7 @@ class LanguageFacts(ClassificationTask):
             question = self._fill(("where", "is", "the", "apple", "?"), 3, ID[OBJECTS[0]] + obj)
             answer = ID[PLACES[0]] + place
         after = [self._distractor(others, keep, g) for _ in range(math.ceil(length / SENTENCE))]
-        inputs = torch.cat([first, *facts, *after, question], dim=1)  # (B, T)
-        T = inputs.shape[1]
-        targets = torch.zeros(B, T, dtype=torch.long, device=dev)
-        targets[:, -1] = answer
-        mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
-        mask[:, -1] = True
-        return Batch(inputs, targets, mask)
+        return answer_at_end(torch.cat([first, *facts, *after, question], dim=1), answer)  # (B, T)
 
     def chance(self, length: int) -> dict[str, float]:
         if self.supporting_facts == 1:  # half the questions over places, half over languages

@@ -30,7 +30,6 @@ from seqbench.tasks.base import Batch, ClassificationTask
 class MQAR(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 2000, "batch_size": 32, "eval_every": 200, "eval_size": 256},
         "paper": {"steps": 20_000, "batch_size": 64, "eval_every": 1000, "eval_size": 1000},
     }

@@ -18,21 +18,13 @@ sequence accuracy (primary), bit errors, bit accuracy, cost in bits.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, Task, bit_loss, bit_metrics
+from seqbench.tasks.base import Batch, BitTask
 
 
-class RepeatCopy(Task):
-    presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
-        "quick": {"steps": 4000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
-        "paper": {"steps": 100_000, "batch_size": 1, "eval_every": 1000, "eval_size": 256},
-    }
-
+class RepeatCopy(BitTask):
     def __init__(
         self,
         bits: int = 8,
@@ -65,10 +57,3 @@ class RepeatCopy(Task):
         mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
         mask[:, L + 1 :] = True
         return Batch(inputs, targets, mask)
-
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return bit_loss(outputs, batch)
-
-    @torch.no_grad()
-    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
-        return bit_metrics(outputs, batch)

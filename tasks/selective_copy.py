@@ -28,7 +28,6 @@ from seqbench.tasks.base import Batch, ClassificationTask
 class SelectiveCopy(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 3000, "batch_size": 32, "eval_every": 200, "eval_size": 128},
         "paper": {"steps": 400_000, "batch_size": 64, "eval_every": 5000, "eval_size": 1024},
     }

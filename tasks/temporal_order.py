@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 
 from seqbench.errors import OptionsError
-from seqbench.tasks.base import Batch, ClassificationTask
+from seqbench.tasks.base import Batch, ClassificationTask, answer_at_end
 
 _WINDOWS = {2: ((10, 20), (50, 60)), 3: ((10, 20), (33, 43), (66, 76))}  # for T = 100, 1-based
 A, B_, C, D, E, B_END, X, Y = range(8)  # token ids: distractors a b c d, start E, end B, X, Y
@@ -33,7 +33,6 @@ A, B_, C, D, E, B_END, X, Y = range(8)  # token ids: distractors a b c d, start 
 class TemporalOrder(ClassificationTask):
     input_kind = "tokens"
     presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"steps": 20, "batch_size": 8, "eval_every": 10, "eval_size": 16},
         "quick": {"steps": 2000, "batch_size": 32, "eval_every": 200, "eval_size": 256},
         "paper": {"steps": 50_000, "batch_size": 1, "eval_every": 1000, "eval_size": 2000},
     }
@@ -63,11 +62,7 @@ class TemporalOrder(ClassificationTask):
             is_y = torch.randint(0, 2, (B,), generator=g, device=dev)
             inputs[torch.arange(B, device=dev), pos] = X + is_y
             label = label * 2 + is_y  # XX=0, XY=1, YX=2, YY=3 (binary, first symbol most significant)
-        targets = torch.zeros(B, T, dtype=torch.long, device=dev)
-        targets[:, -1] = label
-        mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
-        mask[:, -1] = True
-        return Batch(inputs, targets, mask)
+        return answer_at_end(inputs, label)
 
     def chance(self, length: int) -> dict[str, float]:
         return {"accuracy": 1 / self.output_size}
