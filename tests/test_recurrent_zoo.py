@@ -238,3 +238,15 @@ def test_compiled_path_matches_the_autograd_oracle(variant):
     slow = grads_of(model, x, w)
     for a, b in zip(fused, slow, strict=True):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_depth_gated_fast_path_matches_the_autograd_loop():
+    torch.manual_seed(7)
+    model = seqbench.load_model("depth_gated_lstm", IN, H, num_layers=3).double()
+    x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(3, 11, H, dtype=torch.double)
+    fast = grads_of(model, x, w)
+    model.fast = False
+    slow = grads_of(model, x, w)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
