@@ -66,3 +66,8 @@ class Counting(ClassificationTask):
         mask = torch.zeros(batch_size, T, dtype=torch.bool, device=dev)
         mask[:, 1 + n : T - 1] = True  # from the first b (it predicts the second) to the step that predicts E
         return Batch(inputs, targets, mask)
+
+    def chance(self, length: int) -> dict[str, float]:
+        # Without counting, nothing tells where a block ends: the best memoryless guess ("the same symbol
+        # again") misses every block boundary, so no sequence is ever fully right.
+        return {"accuracy": 0.0}

@@ -53,3 +53,11 @@ class PrioritySort(BitTask):
         mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
         mask[:, N + 1 :] = True
         return Batch(inputs, targets, mask)
+
+    def chance(self, length: int) -> dict[str, float]:
+        keep = max(1, round(length * self.keep_fraction))
+        return {
+            "accuracy": 2.0 ** -(self.bits * keep),
+            "bit_accuracy": 0.5,
+            "cost_bits": float(self.bits * keep),
+        }

@@ -57,3 +57,7 @@ class RepeatCopy(BitTask):
         mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
         mask[:, L + 1 :] = True
         return Batch(inputs, targets, mask)
+
+    def chance(self, length: int) -> dict[str, float]:
+        # Guessing every output bit (bits + end marker over R L + 1 answer steps); R = 1 is the most generous.
+        return {"accuracy": 2.0 ** -((self.bits + 1) * (length + 1)), "bit_accuracy": 0.5}

@@ -124,3 +124,8 @@ def test_copy_rejects_impossible_options():
         seqbench.load_task("copy", min_length=5, max_length=2)
     with pytest.raises(OptionsError, match="unknown option"):
         seqbench.load_task("copy", length=3)
+
+
+def test_every_task_states_its_chance_accuracy(task):
+    chance = task.chance(task.train_length)["accuracy"]
+    assert 0.0 <= chance < 1.0
