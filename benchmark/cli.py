@@ -63,6 +63,9 @@ def main() -> None:
 @click.option("--steps", type=int, help="Optimiser steps (a solved run stops earlier).")
 @click.option("--batch-size", type=int)
 @click.option("--hidden-size", type=int, help="Width of the model (the NTM's controller size).")
+@click.option(
+    "--params", "params_target", type=int, help="Size the width so the network has about N parameters."
+)
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd"]))
 @click.option(
@@ -156,6 +159,121 @@ def _print_summary(row: dict[str, Any], results_dir: str) -> None:
     table.add_row("params / state size", f"{fmt(row['params'], ',')} / {fmt(row['state_size'], ',')}")
     table.add_row("stored", f"{results_dir}/runs/{row['run_id']}.parquet")
     _console().print(table)
+
+
+def _parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+    """`--grid lr=1e-3,3e-3 --grid model.num_layers=1,2` -> {"lr": [0.001, 0.003], ...}."""
+    from seqbench.errors import OptionsError
+    from seqbench.options import parse_key_values
+
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key or not raw:
+            raise OptionsError(f"--grid expects KEY=V1,V2,..., got {pair!r} (e.g. --grid lr=1e-3,3e-3).")
+        grid[key.strip()] = [parse_key_values([f"v={v}"], "--grid")["v"] for v in raw.split(",")]
+    return grid
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A sweep file (.yaml or .toml) with the same settings; flags given here override it.",
+)
+@click.option("--task", "tasks", multiple=True, help="Task name, repeatable.")
+@click.option("--model", "models", multiple=True, help="Model name, repeatable.")
+@click.option("--seeds", type=int, help="Seeds 0..N-1 for every configuration.  [default: 1]")
+@click.option(
+    "--grid", multiple=True, metavar="KEY=V1,V2", help="Training setting or task./model. option, repeatable."
+)
+@click.option("--params", multiple=True, type=int, help="Size each model to about N parameters, repeatable.")
+@click.option("--preset", type=click.Choice(["smoke", "quick", "paper"]))
+@click.option("--steps", type=int, help="Optimiser steps for every run.")
+@click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE")
+@click.option("--executor", type=click.Choice(["serial", "dask"]), help="serial (default) or dask.")
+@click.option("--jobs", type=int, help="Dask: workers of the local cluster (one thread each).  [default: 2]")
+@click.option("--scheduler", help="Dask: address of an existing scheduler (e.g. tcp://host:8786).")
+@click.option("--threads", type=int, help="torch threads per run (Dask workers: 1 unless given).")
+@click.option("--device", help="auto, cpu or cuda (Dask on GPUs: one run per GPU).")
+@click.option("--rerun", is_flag=True, help="Run configurations that are already stored, too.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), help="Store.  [default: results]")
+def sweep(
+    config_file: str | None,
+    tasks: tuple[str, ...],
+    models: tuple[str, ...],
+    grid: tuple[str, ...],
+    params: tuple[int, ...],
+    task_opts: tuple[str, ...],
+    model_opts: tuple[str, ...],
+    steps: int | None,
+    results_dir: str | None,
+    **flags: Any,
+) -> None:
+    """Run the cross product of tasks, models, grid, sizes and seeds; skip what is already stored.
+
+    Exits with the number of failed runs (0 when all succeeded)."""
+    from seqbench import sweep as sw
+    from seqbench.options import parse_key_values
+    from seqbench.progress import SweepProgress
+
+    try:
+        values: dict[str, Any] = sw.load_spec_file(config_file) if config_file else {}
+        if tasks:
+            values["tasks"] = list(tasks)
+        if models:
+            values["models"] = list(models)
+        if grid:
+            values["grid"] = {**values.get("grid", {}), **_parse_grid(grid)}
+        if params:
+            values["params"] = list(params)
+        if task_opts:
+            values["task_options"] = {
+                **values.get("task_options", {}),
+                **parse_key_values(task_opts, "--task-opt"),
+            }
+        if model_opts:
+            values["model_options"] = {
+                **values.get("model_options", {}),
+                **parse_key_values(model_opts, "--model-opt"),
+            }
+        if steps is not None:
+            values["train"] = {**values.get("train", {}), "steps": steps}
+        if results_dir is not None:
+            values["results"] = results_dir
+        values.update({k: v for k, v in flags.items() if v not in (None, False)})
+        spec = sw.make_spec(values)
+        if spec.executor == "dask" and spec.threads is None:
+            spec = spec.model_copy(
+                update={"threads": 1}
+            )  # measured: 2 processes x 2 threads on 2 cores, 5-25x slower
+        configs = sw.expand(spec)
+        todo = sw.pending(configs, spec.results, spec.rerun)
+    except SeqbenchError as exc:
+        _fail(exc)
+    click.echo(
+        f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run "
+        f"({spec.executor}{'' if spec.executor == 'serial' else f', {spec.jobs or 2} workers'})"
+    )
+    outcomes = []
+    with SweepProgress(len(todo)) as bar:
+        if spec.executor == "serial":
+            stream = sw.run_serial(todo, spec.results, bar.event)
+        else:
+            stream = sw.run_dask(todo, spec.results, bar.event, spec.jobs, spec.scheduler)
+        try:
+            outcomes = [outcome for _, outcome in stream]
+        except KeyboardInterrupt:
+            click.echo(
+                "Interrupted: stored runs are kept; run the same command again to finish the sweep.", err=True
+            )
+            sys.exit(130)
+    summary = sw.summarise(outcomes)
+    click.echo(f"sweep done: {summary['ok']} ok, {summary['failed']} failed, stored under {spec.results}/")
+    if summary["failed"]:
+        sys.exit(min(summary["failed"], 125))
 
 
 @main.command(name="ls")

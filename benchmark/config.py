@@ -63,6 +63,7 @@ class RunConfig(BaseModel):
     preset: Literal["smoke", "quick", "paper"] = "quick"
     device: str = "auto"
     train: TrainConfig = Field(default_factory=TrainConfig)
+    params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
 
     def config_hash(self) -> str:
         """What makes two runs the same experiment: everything but the seed and where it ran.

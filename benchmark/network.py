@@ -50,3 +50,35 @@ def build_network(
     core_in = hidden_size if task.input_kind == "tokens" else task.input_size
     core = load_model(model_name, core_in, hidden_size, **model_options)
     return SequenceNetwork(task, core, hidden_size)
+
+
+def count_params(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> int:
+    """Trainable parameters of the whole network (read-in, core, read-out) at this width. Built on the
+    meta device: nothing is allocated, so sizing a large model costs nothing."""
+    try:
+        with torch.device("meta"):
+            net = build_network(task, model_name, hidden_size, model_options)
+    except (
+        RuntimeError,
+        NotImplementedError,
+    ):  # a model using an op without a meta kernel: build it for real
+        net = build_network(task, model_name, hidden_size, model_options)
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def hidden_for_params(
+    task: Any, model_name: str, target: int, model_options: dict[str, Any], limit: int = 8192
+) -> int:
+    """The hidden width whose network's parameter count is closest to `target` (the count grows with the
+    width, so a binary search finds the crossing)."""
+    if target < 1:
+        raise OptionsError(f"A parameter target must be positive, got {target}.")
+    lo, hi = 1, limit
+    while lo < hi:  # smallest width with at least `target` parameters
+        mid = (lo + hi) // 2
+        if count_params(task, model_name, mid, model_options) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = {max(1, lo - 1), lo}
+    return min(candidates, key=lambda h: abs(count_params(task, model_name, h, model_options) - target))

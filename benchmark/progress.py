@@ -81,3 +81,60 @@ class RunProgress:
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class SweepProgress:
+    """One display for a whole sweep: runs done / running / failed and an ETA on a terminal; one plain
+    line per finished run otherwise (so a CI log shows progress as it happens)."""
+
+    def __init__(self, total: int, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.total, self.done, self.failed, self.running = total, 0, 0, 0
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> SweepProgress:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                TextColumn("[bold]sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("sweep", total=self.total, running=0, failed=0)
+        self._start = time.perf_counter()
+        return self
+
+    def event(self, kind: str, config: Any, outcome: dict[str, Any]) -> None:
+        from seqbench.sweep import describe
+
+        if kind == "start":
+            self.running += 1
+        else:
+            self.running -= 1
+            self.done += 1
+            self.failed += outcome.get("status") != "ok"
+            if self._bar is None:
+                acc = outcome.get("accuracy")
+                tail = (
+                    f"accuracy {acc:.3f}"
+                    if isinstance(acc, float)
+                    else (outcome.get("error") or "").splitlines()[0][:120]
+                )
+                self.console.print(
+                    f"[{self.done}/{self.total}] {describe(config)}: {outcome.get('status')}  {tail}  "
+                    f"({time.perf_counter() - self._start:.0f}s, {self.failed} failed)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                self.console.file.flush()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, running=self.running, failed=self.failed)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()

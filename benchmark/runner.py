@@ -129,6 +129,7 @@ def run(
     results_dir: str | Path = "results",
     on_progress: ProgressCallback | None = None,
     store: bool = True,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; store and return its result row.
 
@@ -144,7 +145,9 @@ def run(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
 
-    row = _empty_row(config, task, device)
+    row = base_row(config, task, device)
+    if run_id is not None:
+        row["run_id"] = run_id
     curve: list[dict[str, Any]] = []
     memory = PeakMemory(device)
     interrupted: BaseException | None = None
@@ -272,7 +275,16 @@ def _curve_point(run_id, step, samples, train_time, split, length, metric, value
     }
 
 
-def _empty_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
+def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str, Any]:
+    """A row for a run that died without storing anything itself (e.g. its worker process was killed)."""
+    task = load_task(config.task, **config.task_options)
+    row = base_row(config, task, resolve_device(config.device))
+    row.update(status=status, error=error)
+    return row
+
+
+def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
+    """Every column of a result row, filled with what is known before training."""
     chance = task.chance(task.train_length).get("accuracy")
     return {
         "run_id": new_run_id(),
@@ -319,4 +331,5 @@ def _empty_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, 
         "steps_to_solve": None,
         "samples_to_solve": None,
         "time_to_solve_s": None,
+        "target_params": config.params_target,
     }

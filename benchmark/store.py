@@ -80,6 +80,8 @@ RUN_SCHEMA = pa.schema(
         ("steps_to_solve", pa.int64()),
         ("samples_to_solve", pa.int64()),
         ("time_to_solve_s", pa.float64()),
+        # added after the first release of the schema (older files read back with nulls here)
+        ("target_params", pa.int64()),  # the parameter count the width was sized to (--params), if any
     ]
 )
 

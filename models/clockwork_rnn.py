@@ -82,7 +82,7 @@ class _Layer(nn.Module):
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-k, k))
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-k, k))
         self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-k, k))
-        module_of = torch.repeat_interleave(torch.arange(g), torch.tensor(sizes))
+        module_of = torch.tensor([m for m, size in enumerate(sizes) for _ in range(size)])
         # Row module i reads column module j only if T_j >= T_i (j >= i once sorted).
         self.register_buffer(
             "block_mask", (module_of.unsqueeze(1) <= module_of.unsqueeze(0)).float(), persistent=False

@@ -63,3 +63,14 @@ class ConstantTask(Task):
 
 
 BROKEN_IMPORT = "tests.does_not_exist:Model"
+
+
+class SuicideModel(NaNModel):
+    """Kills its own process in forward (SIGKILL): what an out-of-memory kill looks like to a sweep."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return self.lin(x)

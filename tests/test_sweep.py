@@ -1,0 +1,234 @@
+"""Sweeps: resumable, failure-isolated, the same on the serial and the Dask executor."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqbench import sweep as sw
+from seqbench.cli import main
+from seqbench.registry import MODELS
+from seqbench.store import read_runs
+from tests import fakes
+from tests.fakes import FakeEntryPoint
+
+SMALL = [
+    "--task",
+    "copy",
+    "--task",
+    "adding",
+    "--model",
+    "rnn",
+    "--model",
+    "lstm",
+    "--seeds",
+    "2",
+    "--preset",
+    "smoke",
+    "--steps",
+    "4",
+    "--threads",
+    "1",
+]
+
+
+def small_spec(results: Path, **extra) -> sw.SweepSpec:
+    return sw.make_spec(
+        {
+            "tasks": ["copy", "adding"],
+            "models": ["rnn", "lstm"],
+            "seeds": 2,
+            "preset": "smoke",
+            "train": {"steps": 4},
+            "threads": 1,
+            "results": str(results),
+            **extra,
+        }
+    )
+
+
+def ok_keys(results: Path) -> set[tuple[str, int]]:
+    runs = read_runs(results)
+    ok = runs[runs["status"] == "ok"]
+    assert not ok.duplicated(["config_hash", "seed"]).any(), "a configuration was stored twice"
+    return set(zip(ok["config_hash"], ok["seed"], strict=True))
+
+
+def test_expand_crosses_everything_and_hashes_are_stable(tmp_path):
+    spec = small_spec(tmp_path, grid={"lr": [1e-3, 3e-3]}, params=[2000, 4000])
+    configs = sw.expand(spec)
+    assert len(configs) == 2 * 2 * 2 * 2 * 2  # tasks x models x lr x params x seeds
+    assert len({(c.config_hash(), c.seed) for c in configs}) == len(configs)
+    assert {c.train.lr for c in configs} == {1e-3, 3e-3} and {c.params_target for c in configs} == {
+        2000,
+        4000,
+    }
+    assert [c.config_hash() for c in sw.expand(spec)] == [c.config_hash() for c in configs]
+
+
+def test_options_that_do_not_fit_a_task_fail_before_anything_runs(tmp_path):
+    res = CliRunner().invoke(
+        main, ["sweep", *SMALL, "--task-opt", "max_length=4", "--results", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "task 'adding': max_length: unknown option" in res.output
+    assert read_runs(tmp_path).empty
+
+
+def test_grid_keys_and_unknown_settings_are_checked(tmp_path):
+    with pytest.raises(sw.OptionsError, match="Grid key 'lrr'"):
+        sw.expand(small_spec(tmp_path, grid={"lrr": [1]}))
+    with pytest.raises(sw.OptionsError, match="jbos: unknown setting"):
+        sw.make_spec({"tasks": ["copy"], "models": ["rnn"], "jbos": 2})
+
+
+def test_sweep_stores_eight_rows_then_none(tmp_path):
+    cli = CliRunner()
+    res = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "8 to run" in res.output and "[8/8]" in res.output
+    assert len(ok_keys(tmp_path)) == 8
+    again = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path)])
+    assert again.exit_code == 0 and "8 already stored, 0 to run" in again.output
+    assert len(read_runs(tmp_path)) == 8
+    rerun = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path), "--rerun"])
+    assert rerun.exit_code == 0 and len(read_runs(tmp_path)) == 16
+
+
+def test_a_sweep_file_gives_the_same_sweep(tmp_path):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "tasks: [copy, adding]\nmodels: [rnn, lstm]\nseeds: 2\npreset: smoke\ntrain: {steps: 4}\nthreads: 1\n"
+        "model_options: {num_layers: 1}\n"
+    )
+    toml_file = tmp_path / "sweep.toml"
+    toml_file.write_text(
+        'tasks = ["copy", "adding"]\nmodels = ["rnn", "lstm"]\nseeds = 2\npreset = "smoke"\n'
+        "threads = 1\n[train]\nsteps = 4\n[model_options]\nnum_layers = 1\n"
+    )
+    from_flags = sw.expand(
+        sw.make_spec(
+            {
+                "tasks": ["copy", "adding"],
+                "models": ["rnn", "lstm"],
+                "seeds": 2,
+                "preset": "smoke",
+                "train": {"steps": 4},
+                "threads": 1,
+                "model_options": {"num_layers": 1},
+            }
+        )
+    )
+    for f in (sweep_file, toml_file):
+        assert [c.config_hash() for c in sw.expand(sw.make_spec(sw.load_spec_file(f)))] == [
+            c.config_hash() for c in from_flags
+        ]
+
+
+def test_a_failing_run_does_not_stop_the_others(tmp_path, extra_entry_points):
+    extra_entry_points(MODELS, FakeEntryPoint("exploding", "tests.fakes:ExplodingModel"))
+    fakes.ExplodingModel.calls, fakes.ExplodingModel.after, fakes.ExplodingModel.exc = 0, 0, RuntimeError
+    res = CliRunner().invoke(
+        main,
+        [
+            "sweep",
+            "--task",
+            "copy",
+            "--model",
+            "exploding",
+            "--model",
+            "rnn",
+            "--seeds",
+            "2",
+            "--preset",
+            "smoke",
+            "--steps",
+            "3",
+            "--results",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 2, res.output  # the exit status counts the failed runs
+    runs = read_runs(tmp_path)
+    assert sorted(runs["status"]) == ["error", "error", "ok", "ok"]
+    assert "2 ok, 2 failed" in res.output
+
+
+def test_killed_midway_then_rerun_completes(tmp_path):
+    cmd = [sys.executable, "-m", "seqbench.cli", "sweep", *SMALL, "--steps", "60", "--results", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "runs").glob("*.parquet"))) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the run in flight is simply lost
+    proc.wait(30)
+    stored = len(ok_keys(tmp_path))
+    assert 3 <= stored < 8
+    res = CliRunner().invoke(main, ["sweep", *SMALL, "--steps", "60", "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert f"{stored} already stored, {8 - stored} to run" in res.output
+    assert len(ok_keys(tmp_path)) == 8
+
+
+@pytest.mark.dask
+def test_dask_local_cluster_stores_the_same_rows(tmp_path):
+    serial, dask_dir = tmp_path / "serial", tmp_path / "dask"
+    assert CliRunner().invoke(main, ["sweep", *SMALL, "--results", str(serial)]).exit_code == 0
+    res = CliRunner().invoke(
+        main, ["sweep", *SMALL, "--results", str(dask_dir), "--executor", "dask", "--jobs", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert ok_keys(dask_dir) == ok_keys(serial)
+    a, b = read_runs(serial), read_runs(dask_dir)
+    merged = a.merge(b, on=["config_hash", "seed"])
+    assert (merged["loss_x"] == merged["loss_y"]).all()  # seeded: the executor changes nothing
+
+
+def _register_suicide_model() -> None:
+    """Runs on every Dask worker: the fake provider exists there too."""
+    from seqbench.registry import MODELS as worker_models
+
+    base = worker_models._entry_points
+    worker_models._entry_points = lambda: [*base(), FakeEntryPoint("suicide", "tests.fakes:SuicideModel")]
+    worker_models.refresh()
+    worker_models._loaded["suicide"] = fakes.SuicideModel
+
+
+@pytest.mark.dask
+def test_a_worker_killed_mid_run_fails_only_its_run(tmp_path, extra_entry_points):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(fakes)  # the workers need not import the tests package
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    extra_entry_points(MODELS, FakeEntryPoint("suicide", "tests.fakes:SuicideModel"))
+    spec = sw.make_spec(
+        {
+            "tasks": ["copy"],
+            "models": ["rnn", "suicide"],
+            "seeds": 2,
+            "preset": "smoke",
+            "train": {"steps": 3},
+            "threads": 1,
+            "results": str(tmp_path),
+        }
+    )
+    outcomes = list(
+        sw.run_dask(
+            sw.expand(spec),
+            str(tmp_path),
+            lambda *a: None,
+            jobs=2,
+            scheduler=None,
+            setup=_register_suicide_model,
+        )
+    )
+    assert len(outcomes) == 4
+    runs = read_runs(tmp_path)
+    by_model = runs.groupby("model")["status"].apply(sorted).to_dict()
+    assert by_model == {"rnn": ["ok", "ok"], "suicide": ["error", "error"]}
+    assert runs.loc[runs["model"] == "suicide", "error"].str.contains("KilledWorker").all()
