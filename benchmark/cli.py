@@ -277,18 +277,48 @@ def sweep(
 
 
 @main.command(name="ls")
-@click.argument("what", type=click.Choice(["tasks", "models"]))
+@click.argument("what", type=click.Choice(["tasks", "models", "plugins"]))
 @click.argument("pattern", required=False)
 def ls(what: str, pattern: str | None) -> None:
-    """List registered tasks or models (optionally matching a wildcard PATTERN) with their providers."""
+    """List registered tasks or models (optionally matching a wildcard PATTERN) with their providers;
+    `ls plugins` lists every providing package and loads each name to report the ones that fail."""
     from seqbench.registry import MODELS, TASKS
 
+    if what == "plugins":
+        _ls_plugins()
+        return
     registry = TASKS if what == "tasks" else MODELS
     providers = registry.providers()
     for name in registry.names(pattern):
         who = ", ".join(p.spec for p in providers[name])
         flag = "   <- provided twice: using it is an error" if len(providers[name]) > 1 else ""
         click.echo(f"{name:<24} {who}{flag}")
+
+
+def _ls_plugins() -> None:
+    import os
+
+    from seqbench.errors import SeqbenchError
+    from seqbench.registry import DISABLE_AUTOLOAD_ENV, MODELS, TASKS
+
+    by_package: dict[str, list[str]] = {}
+    failures = []
+    for registry in (TASKS, MODELS):
+        for name, providers in registry.providers().items():
+            for p in providers:
+                by_package.setdefault(p.spec, []).append(f"{registry.kind} {name}")
+            try:
+                registry.get(name)
+            except SeqbenchError as exc:
+                failures.append(f"{registry.kind} {name}: {exc}")
+    for spec in sorted(by_package, key=lambda s: (not s.startswith("seqbench=="), s)):
+        click.echo(f"{spec}: {', '.join(sorted(by_package[spec]))}")
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
+        click.echo(f"({DISABLE_AUTOLOAD_ENV} is set: only seqbench's own providers are loaded)")
+    if failures:
+        click.echo("\nFailed to load:", err=True)
+        for line in failures:
+            click.echo(f"  {line}", err=True)
 
 
 @main.command()

@@ -7,56 +7,21 @@ import torch
 
 import seqbench
 from seqbench.registry import MODELS
+from seqbench.testing import check_model
 
 IN, H = 5, 8
 
 
-@pytest.fixture(params=MODELS.names())
-def name(request):
-    return request.param
+@pytest.mark.parametrize("name", MODELS.names())
+def test_contract(name):
+    """Every registered model passes the checks a plugin author calls (seqbench.testing.check_model)."""
+    options = {"memory_slots": 6, "memory_width": 4} if name == "ntm" else {}
+    check_model(MODELS.get(name), IN, H, **options)
 
 
 def build(name: str, **options):
     torch.manual_seed(0)
-    options = {"memory_slots": 6, "memory_width": 4, **options} if name == "ntm" else options
     return seqbench.load_model(name, IN, H, **options)
-
-
-def test_output_shape_and_gradients(name):
-    model = build(name)
-    x = torch.randn(3, 7, IN)
-    y = model(x)
-    assert y.shape == (3, 7, H)
-    y.pow(2).mean().backward()
-    no_grad = [
-        n
-        for n, p in model.named_parameters()
-        if p.requires_grad and (p.grad is None or not p.grad.abs().sum())
-    ]
-    assert not no_grad, f"parameters that no gradient reaches: {no_grad}"
-
-
-def test_causal(name):
-    """Changing inputs after step t never changes outputs up to t."""
-    model = build(name).eval()
-    x = torch.randn(2, 9, IN)
-    t = 4
-    x2 = x.clone()
-    x2[:, t + 1 :] = torch.randn(2, 9 - t - 1, IN) * 3
-    with torch.no_grad():
-        y, y2 = model(x), model(x2)
-    assert torch.allclose(y[:, : t + 1], y2[:, : t + 1], atol=1e-6)
-    assert not torch.allclose(y[:, t + 1 :], y2[:, t + 1 :])
-
-
-def test_deterministic_init(name):
-    a, b = build(name), build(name)
-    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
-        assert torch.equal(p, q), n
-
-
-def test_state_size_is_reported(name):
-    assert build(name).state_size > 0
 
 
 def test_lstm_forget_bias_is_one():

@@ -2,73 +2,23 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 import seqbench
 from seqbench.errors import OptionsError
 from seqbench.registry import TASKS
+from seqbench.testing import check_task
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(params=TASKS.names())
-def task(request):
-    return seqbench.load_task(request.param)
-
-
-def test_batch_shapes_and_mask(task):
-    length = task.train_lengths[1]
-    batch = task.sample(4, length, gen())
-    B, T = batch.inputs.shape[:2]
-    assert B == 4
-    if task.input_kind == "vector":
-        assert batch.inputs.shape == (4, T, task.input_size) and batch.inputs.dtype == torch.float32
-    else:
-        assert batch.inputs.dtype == torch.long and int(batch.inputs.max()) < task.input_size
-    assert batch.mask.shape == (4, T) and batch.mask.dtype == torch.bool
-    assert batch.mask.any(), "the loss must look somewhere"
-    assert batch.targets.shape[:2] == (4, T)
-
-
-def test_same_seed_same_batch(task):
-    a = task.sample(3, task.train_lengths[0], gen(7))
-    b = task.sample(3, task.train_lengths[0], gen(7))
-    c = task.sample(3, task.train_lengths[0], gen(8))
-    assert (
-        torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) and torch.equal(a.mask, b.mask)
-    )
-    if task.stochastic:
-        assert not torch.equal(a.inputs, c.inputs)
-
-
-def test_length_knob_is_honoured(task):
-    steps = [task.sample(2, n, gen()).steps for n in sorted(set(task.eval_lengths))]
-    assert steps == sorted(steps) and steps[0] < steps[-1]
-
-
-def test_evaluation_lengths_beyond_training(task):
-    assert max(task.eval_lengths) > task.train_lengths[1]
-    assert task.train_length in task.eval_lengths
-    for length in task.eval_lengths:
-        batch = task.sample(2, length, gen())
-        out = torch.zeros(*batch.inputs.shape[:2], task.output_size, requires_grad=True)
-        loss = task.loss(out, batch)
-        loss.backward()
-        assert loss.dim() == 0 and math.isfinite(loss.item())
-        metrics = task.metrics(out.detach(), batch)
-        assert 0.0 <= metrics["accuracy"] <= 1.0
-
-
-def test_train_length_sampling_stays_in_range(task):
-    g = gen()
-    lo, hi = task.train_lengths
-    seen = {task.sample_length(g) for _ in range(200)}
-    assert min(seen) >= lo and max(seen) <= hi
+@pytest.mark.parametrize("name", TASKS.names())
+def test_contract(name):
+    """Every registered task passes the checks a plugin author calls (seqbench.testing.check_task)."""
+    check_task(seqbench.load_task(name))
 
 
 # -- copy: the format of Graves et al. 2014 §4.1 -------------------------------------------------------------
@@ -124,8 +74,3 @@ def test_copy_rejects_impossible_options():
         seqbench.load_task("copy", min_length=5, max_length=2)
     with pytest.raises(OptionsError, match="unknown option"):
         seqbench.load_task("copy", length=3)
-
-
-def test_every_task_states_its_chance_accuracy(task):
-    chance = task.chance(task.train_length)["accuracy"]
-    assert 0.0 <= chance < 1.0

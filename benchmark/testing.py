@@ -1,0 +1,121 @@
+"""Contract checks a model or task author can call from their own tests; seqbench's built-ins pass them.
+
+    from seqbench.testing import check_model, check_task
+
+    def test_my_model():
+        check_model(MyModel, my_option=3)
+
+Each check raises AssertionError with what broke. Sizes are tiny: a check takes well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["check_model", "check_task"]
+
+
+def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options: Any) -> None:
+    """Shapes, causality, deterministic initialisation, gradients reaching every parameter, state size."""
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return cls(input_size, hidden_size, **options)
+
+    model = build()
+    x = torch.randn(3, 7, input_size)
+    y = model(x)
+    assert y.shape == (3, 7, hidden_size), (
+        f"{cls.__name__}: output {tuple(y.shape)}, expected (3, 7, {hidden_size})"
+    )
+    y.pow(2).mean().backward()
+    no_grad = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum())
+    ]
+    assert not no_grad, f"{cls.__name__}: no gradient reaches {no_grad}"
+
+    # Causal: changing the inputs after step t never changes the outputs up to t.
+    model.eval()
+    x = torch.randn(2, 9, input_size)
+    t = 4
+    x2 = x.clone()
+    x2[:, t + 1 :] = torch.randn(2, 9 - t - 1, input_size) * 3
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6), f"{cls.__name__} looks ahead in time"
+    assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :]), (
+        f"{cls.__name__} ignores its input after step {t}"
+    )
+
+    again = build()
+    for (name, p), (_, q) in zip(build().named_parameters(), again.named_parameters(), strict=True):
+        assert torch.equal(p, q), f"{cls.__name__}: parameter {name} differs between two seeded constructions"
+    state = getattr(model, "state_size", None)
+    assert state is None or (isinstance(state, int) and state > 0), (
+        f"{cls.__name__}: state_size must be a positive int"
+    )
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def check_task(cls_or_task: Any, **options: Any) -> None:
+    """Batch shapes and mask, determinism under a seed, the length knob, every evaluation length (loss
+    finite and differentiable, accuracy in [0, 1]), training-length sampling, and a chance accuracy."""
+    task = cls_or_task(**options) if isinstance(cls_or_task, type) else cls_or_task
+    name = type(task).__name__
+    length = task.train_lengths[1]
+    batch = task.sample(4, length, _generator(0))
+    B, T = batch.inputs.shape[:2]
+    assert B == 4, f"{name}: asked for 4 sequences, got {B}"
+    if task.input_kind == "vector":
+        assert batch.inputs.shape == (4, T, task.input_size), f"{name}: inputs {tuple(batch.inputs.shape)}"
+        assert batch.inputs.dtype == torch.float32, f"{name}: vector inputs must be float32"
+    else:
+        assert batch.inputs.dtype == torch.long and int(batch.inputs.max()) < task.input_size, (
+            f"{name}: token inputs must be long and below the vocabulary size"
+        )
+    assert batch.mask.shape == (4, T) and batch.mask.dtype == torch.bool, f"{name}: mask must be (B, T) bool"
+    assert batch.mask.any(), f"{name}: the mask is empty: the loss would look nowhere"
+    assert batch.targets.shape[:2] == (4, T), f"{name}: targets must be aligned on (B, T)"
+
+    a = task.sample(3, task.train_lengths[0], _generator(7))
+    b = task.sample(3, task.train_lengths[0], _generator(7))
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("inputs", "targets", "mask")), (
+        f"{name}: the same generator seed gave different batches"
+    )
+    if getattr(task, "stochastic", True):
+        c = task.sample(3, task.train_lengths[0], _generator(8))
+        assert not torch.equal(a.inputs, c.inputs), f"{name}: different seeds gave the same batch"
+
+    steps = [task.sample(2, n, _generator(0)).steps for n in sorted(set(task.eval_lengths))]
+    assert steps == sorted(steps) and steps[0] < steps[-1], (
+        f"{name}: longer lengths must give longer sequences"
+    )
+    assert max(task.eval_lengths) > task.train_lengths[1], f"{name}: evaluate beyond the training lengths"
+    assert task.train_length in task.eval_lengths, f"{name}: evaluate at the training length too"
+    for n in task.eval_lengths:
+        eb = task.sample(2, n, _generator(0))
+        out = torch.zeros(*eb.inputs.shape[:2], task.output_size, requires_grad=True)
+        loss = task.loss(out, eb)
+        loss.backward()
+        assert loss.dim() == 0 and math.isfinite(loss.item()), (
+            f"{name}: loss at length {n} is not a finite scalar"
+        )
+        acc = task.metrics(out.detach(), eb)["accuracy"]
+        assert 0.0 <= acc <= 1.0, f"{name}: accuracy {acc} outside [0, 1] at length {n}"
+
+    gen = _generator(0)
+    lo, hi = task.train_lengths
+    seen = {task.sample_length(gen) for _ in range(200)}
+    assert min(seen) >= lo and max(seen) <= hi, f"{name}: training lengths drawn outside {lo}..{hi}"
+    chance = task.chance(task.train_length).get("accuracy")
+    assert chance is not None and 0.0 <= chance < 1.0, (
+        f"{name}: chance(length) must give an accuracy in [0, 1)"
+    )

@@ -1,0 +1,1 @@
+"""Example seqbench plugin: one model (minGRU) and one task (running parity)."""
