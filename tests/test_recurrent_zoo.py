@@ -14,6 +14,15 @@ from seqbench.models.lstm_variants import LSTMVariant
 IN, H = 3, 6
 
 
+def assert_matches_reference(model, x, w, to_reference, atol=1e-12):
+    """Outputs and every gradient of the default path equal those of the reference path."""
+    fast = grads_of(model, x, w)
+    to_reference(model)
+    slow = grads_of(model, x, w)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, atol=atol)
+
+
 def grads_of(model, x, w):
     model.zero_grad()
     x.grad = None
@@ -28,11 +37,7 @@ def test_fast_path_matches_the_autograd_oracle(variant):
     model = LSTMVariant(IN, H, num_layers=2, variant=variant).double()
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(4, 9, H, dtype=torch.double)
-    fast = grads_of(model, x, w)
-    model.implementation = "reference"
-    slow = grads_of(model, x, w)
-    for a, b in zip(fast, slow, strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert_matches_reference(model, x, w, lambda m: setattr(m, "implementation", "reference"), atol=1e-12)
 
 
 def test_shared_cell_without_peepholes_equals_torch_lstm():
@@ -218,11 +223,7 @@ def test_clockwork_fast_path_matches_the_autograd_loop():
     model = seqbench.load_model("clockwork_rnn", IN, 12, num_layers=2, modules=4).double()
     x = torch.randn(3, 19, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(3, 19, 12, dtype=torch.double)
-    fast = grads_of(model, x, w)
-    model.fast = False
-    slow = grads_of(model, x, w)
-    for a, b in zip(fast, slow, strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
 
 
 @pytest.mark.slow  # compiles two kernels per variant on first use (seconds each; cached on disk after)
@@ -232,12 +233,12 @@ def test_compiled_path_matches_the_autograd_oracle(variant):
     model = LSTMVariant(IN, H, variant=variant, implementation="compiled").double()
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(4, 9, H, dtype=torch.double)
-    fused = grads_of(model, x, w)
-    assert lstm_compiled._ready[VARIANTS[variant]], "compilation failed: the eager fallback ran instead"
-    model.implementation = "reference"
-    slow = grads_of(model, x, w)
-    for a, b in zip(fused, slow, strict=True):
-        assert torch.allclose(a, b, atol=1e-10)
+
+    def to_reference(model):
+        assert lstm_compiled._ready[VARIANTS[variant]], "compilation failed: the eager fallback ran instead"
+        model.implementation = "reference"
+
+    assert_matches_reference(model, x, w, to_reference, atol=1e-10)
 
 
 def test_depth_gated_fast_path_matches_the_autograd_loop():
@@ -245,8 +246,4 @@ def test_depth_gated_fast_path_matches_the_autograd_loop():
     model = seqbench.load_model("depth_gated_lstm", IN, H, num_layers=3).double()
     x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(3, 11, H, dtype=torch.double)
-    fast = grads_of(model, x, w)
-    model.fast = False
-    slow = grads_of(model, x, w)
-    for a, b in zip(fast, slow, strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
