@@ -9,11 +9,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
+
 
 class GRU(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        recurrent_init: RecurrentInit = "default",
+    ) -> None:
         super().__init__()
         self.gru = nn.GRU(input_size, hidden_size, num_layers, batch_first=True)
+        for layer in range(num_layers):  # PyTorch's default, or orthogonal / identity blocks
+            init_recurrent(getattr(self.gru, f"weight_hh_l{layer}"), hidden_size, recurrent_init)
         self.state_size = hidden_size * num_layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)

@@ -12,13 +12,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
+
 
 class LSTM(nn.Module):
     def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float = 1.0,
+        recurrent_init: RecurrentInit = "default",
     ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+        for layer in range(num_layers):  # PyTorch's default, or orthogonal / identity blocks
+            init_recurrent(getattr(self.lstm, f"weight_hh_l{layer}"), hidden_size, recurrent_init)
         H = hidden_size
         with torch.no_grad():  # gate order in PyTorch: input, forget, cell, output; the two biases add up
             for layer in range(num_layers):

@@ -8,13 +8,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
+
 
 class RNN(nn.Module):
     def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh"
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        recurrent_init: RecurrentInit = "default",
     ) -> None:
         super().__init__()
         self.rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, batch_first=True)
+        for layer in range(num_layers):  # PyTorch's default, or orthogonal / identity blocks
+            init_recurrent(getattr(self.rnn, f"weight_hh_l{layer}"), hidden_size, recurrent_init)
         self.state_size = hidden_size * num_layers  # floats carried between steps, per sequence
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)

@@ -131,9 +131,15 @@ def test_variant_option_only_on_the_generic_class():
 
 
 @pytest.mark.parametrize("how", ["orthogonal", "identity"])
-def test_recurrent_init(how):
-    model = seqbench.load_model("lstm_peephole", IN, H, recurrent_init=how)
-    for block in model.layers[0].weight_hh.split(H):
+@pytest.mark.parametrize("name", ["lstm_peephole", "lstm", "gru", "rnn"])
+def test_recurrent_init(how, name):
+    model = seqbench.load_model(name, IN, H, recurrent_init=how)
+    weight = (
+        model.layers[0].weight_hh
+        if name == "lstm_peephole"
+        else next(p for n, p in model.named_parameters() if n.endswith("weight_hh_l0"))
+    )
+    for block in weight.split(H):
         if how == "identity":
             assert torch.equal(block, torch.eye(H))
         else:
