@@ -142,8 +142,25 @@ def run(
     task = load_task(config.task, **config.task_options)
     validate_options(MODELS.get(config.model), config.model_options, f"model {config.model!r}")
     device = resolve_device(config.device)
+    threads_before = torch.get_num_threads()
     if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads)  # restored below: later runs in this process are not affected
+    try:
+        return _run(config, task, device, results_dir, on_progress, store, run_id)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(
+    config: RunConfig,
+    task: Any,
+    device: torch.device,
+    results_dir: str | Path,
+    on_progress: ProgressCallback | None,
+    store: bool,
+    run_id: str | None,
+) -> dict[str, Any]:
+    cfg = config.train
 
     row = base_row(config, task, device)
     if run_id is not None:

@@ -129,3 +129,11 @@ def test_git_sha_only_from_a_seqbench_checkout(tmp_path, monkeypatch):
         assert metrics.git_sha() == "unknown"
     finally:
         metrics.git_sha.cache_clear()
+
+
+def test_a_run_leaves_the_thread_count_as_it_found_it(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    row = run(config(steps=2, threads=2 if before == 1 else 1), tmp_path)
+    assert row["threads"] != before and torch.get_num_threads() == before
