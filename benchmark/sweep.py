@@ -178,7 +178,7 @@ def run_config(config_json: str, results: str, run_id: str | None = None) -> dic
         row = pq.read_table(stored).to_pylist()[0]
         return {k: row[k] for k in ("status", "error", "run_id", "accuracy", "wall_time_s")}
     config = RunConfig.model_validate_json(config_json)
-    if config.device == "cuda":  # on a GPU cluster's worker: that worker's own GPU
+    if config.device in ("auto", "cuda") and _gpu_count():  # on a GPU cluster's worker: its own GPU
         config = config.model_copy(update={"device": _worker_gpu()})
     try:
         row = run(config, results, run_id=run_id)
@@ -188,12 +188,13 @@ def run_config(config_json: str, results: str, run_id: str | None = None) -> dic
 
 
 def _worker_gpu() -> str:
-    """On a Dask worker of a GPU cluster (one worker per GPU, named 0..n-1), that worker's GPU."""
+    """On a Dask worker of a local GPU cluster (one worker per GPU, named 0..n-1), that worker's GPU;
+    anywhere else (the serial executor, an external cluster) plain "cuda"."""
     try:
         from distributed import get_worker
 
-        return f"cuda:{int(get_worker().name) % max(1, _gpu_count())}"
-    except (ImportError, ValueError):
+        return f"cuda:{int(get_worker().name) % _gpu_count()}"
+    except (ImportError, ValueError, TypeError):
         return "cuda"
 
 
@@ -235,9 +236,10 @@ def run_dask(
         "distributed.scheduler.worker-saturation": 1.0,
         "distributed.worker.daemon": False,
     }
+    # GPU runs (cuda, or auto on a machine with GPUs) get one worker per GPU, each run one GPU.
+    gpus = _gpu_count() if scheduler is None and any(c.device in ("auto", "cuda") for c in configs) else 0
     with dask.config.set(settings):
         if scheduler is None:
-            gpus = _gpu_count() if any(c.device.startswith("cuda") for c in configs) else 0
             n = gpus or jobs or 2
             cluster = LocalCluster(
                 n_workers=n,
@@ -257,11 +259,7 @@ def run_dask(
                     setup()
 
             client.register_plugin(SetupPlugin(), name="seqbench-setup")
-        resources = (
-            {"GPU": 1}
-            if cluster is not None and _gpu_count() and configs[0].device.startswith("cuda")
-            else None
-        )
+        resources = {"GPU": 1} if gpus else None
         futures: dict[Any, tuple[RunConfig, str, int]] = {}
 
         def submit(config: RunConfig, run_id: str, attempt: int) -> Any:
