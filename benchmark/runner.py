@@ -15,7 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,6 @@ class Progress:
     loss: float = float("nan")
     accuracy: float = float("nan")
     tokens_per_s: float = 0.0
-    last_eval: dict[str, Any] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[Progress, bool], None]  # (state, just evaluated)
@@ -188,7 +187,6 @@ def _run(
         if not row["solved"] and task.solved(main, cfg.solve_threshold):
             row.update(solved=True, steps_to_solve=step, samples_to_solve=samples, time_to_solve_s=train_time)
         state.accuracy = acc
-        state.last_eval = last_eval
 
     state = Progress(total_steps=cfg.steps)
     try:

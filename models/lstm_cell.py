@@ -50,10 +50,6 @@ class Variant:
         present = {"i": self.input_gate, "f": self.has_f_weights, "o": self.output_gate, "z": True}
         return [b for b in ("i", "f", "o", "z") if present[b]]
 
-    def gates(self) -> list[str]:
-        """Gates fed back under full gate recurrence: all three, which FGR requires."""
-        return ["i", "f", "o"]
-
     def __post_init__(self) -> None:
         if self.coupled and not (self.input_gate and self.forget_gate):
             raise ValueError("CIFG couples the forget gate to the input gate: both must be on.")
@@ -106,22 +102,22 @@ def reference_forward(
     v: Variant, xp: torch.Tensor, R: torch.Tensor, G: torch.Tensor | None, peep: dict, y0, c0
 ):
     """The equations, step by step through autograd: the oracle for the fast path. xp (T, B, nH)."""
-    names, gates = v.blocks(), v.gates()
+    names = v.blocks()
     y, c = y0, c0
     g_prev = torch.zeros(y0.shape[0], 3 * y0.shape[1], dtype=y0.dtype, device=y0.device)
     ys = []
     for x_t in xp.unbind(0):
         a = x_t + y @ R.t()
         if v.gate_recurrence:
-            a = a + _pad_gate_input(v, g_prev @ G.t())
+            a = a + _pad_gate_input(g_prev @ G.t())
         i, f, _, c, _, o, y = _step(v, _split(a, names), c, peep)
         if v.gate_recurrence:
-            g_prev = torch.cat([{"i": i, "f": f, "o": o}[g] for g in gates], dim=-1)
+            g_prev = torch.cat([i, f, o], dim=-1)  # FGR feeds back all three gates
         ys.append(y)
     return torch.stack(ys), c
 
 
-def _pad_gate_input(v: Variant, gg: torch.Tensor) -> torch.Tensor:
+def _pad_gate_input(gg: torch.Tensor) -> torch.Tensor:
     """Gate-recurrence input (B, 3H) for i, f, o placed into the block layout (z gets none)."""
     return torch.cat([gg, torch.zeros_like(gg[:, : gg.shape[1] // 3])], dim=-1)
 

@@ -64,9 +64,7 @@ class _Layer(nn.Module):
         )
         if v.gate_recurrence:
             m = len([b for b in v.blocks() if b != "z"])
-            self.weight_gg = nn.Parameter(
-                torch.empty(m * hidden_size, len(v.gates()) * hidden_size).uniform_(-k, k)
-            )
+            self.weight_gg = nn.Parameter(torch.empty(m * hidden_size, 3 * hidden_size).uniform_(-k, k))
         else:
             self.register_parameter("weight_gg", None)
 
