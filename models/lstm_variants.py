@@ -62,9 +62,8 @@ class _Layer(nn.Module):
         self.peepholes = nn.ParameterDict(
             {g: nn.Parameter(torch.empty(hidden_size).uniform_(-k, k)) for g in self.peep_names}
         )
-        if v.gate_recurrence:
-            m = len([b for b in v.blocks() if b != "z"])
-            self.weight_gg = nn.Parameter(torch.empty(m * hidden_size, 3 * hidden_size).uniform_(-k, k))
+        if v.gate_recurrence:  # i, f, o of the previous step into i, f, o (Variant requires all three)
+            self.weight_gg = nn.Parameter(torch.empty(3 * hidden_size, 3 * hidden_size).uniform_(-k, k))
         else:
             self.register_parameter("weight_gg", None)
 
