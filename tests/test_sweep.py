@@ -130,9 +130,11 @@ def test_a_sweep_file_gives_the_same_sweep(tmp_path):
         ]
 
 
-def test_a_failing_run_does_not_stop_the_others(tmp_path, extra_entry_points):
+def test_a_failing_run_does_not_stop_the_others(tmp_path, extra_entry_points, monkeypatch):
     extra_entry_points(MODELS, FakeEntryPoint("exploding", "tests.fakes:ExplodingModel"))
-    fakes.ExplodingModel.calls, fakes.ExplodingModel.after, fakes.ExplodingModel.exc = 0, 0, RuntimeError
+    # monkeypatch restores the class attributes: other tests use the same fake
+    for attr, value in {"calls": 0, "after": 0, "exc": RuntimeError}.items():
+        monkeypatch.setattr(fakes.ExplodingModel, attr, value)
     res = CliRunner().invoke(
         main,
         [
