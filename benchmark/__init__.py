@@ -3,6 +3,7 @@
     import seqbench
     task = seqbench.load_task("copy", max_length=20)
     core = seqbench.load_model("ntm", input_size=task.input_size, hidden_size=100)
+    row = seqbench.run(seqbench.make_run_config("copy", "transformer", params=80_000, steps=500))
 
 Importing seqbench is cheap: torch and the registered classes load on first use.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "load_task"]
+__all__ = ["__version__", "load_model", "load_task", "make_run_config", "run"]
 
 
 def load_task(name: str, **options: Any) -> Any:
@@ -28,3 +29,18 @@ def load_model(name: str, input_size: int, hidden_size: int, **options: Any) -> 
     from seqbench.network import load_model as _load
 
     return _load(name, input_size, hidden_size, **options)
+
+
+def make_run_config(task: str, model: str, **kwargs: Any) -> Any:
+    """A validated RunConfig (see `seqbench.config.make_run_config`): presets merged, options checked,
+    `params=N` sizes the width to about N parameters, other keywords override training settings."""
+    from seqbench.config import make_run_config as _make
+
+    return _make(task, model, **kwargs)
+
+
+def run(config: Any, results_dir: str = "results", **kwargs: Any) -> dict[str, Any]:
+    """Train and evaluate one configuration, store its row under `results_dir` and return it."""
+    from seqbench.runner import run as _run
+
+    return _run(config, results_dir, **kwargs)

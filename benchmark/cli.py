@@ -94,27 +94,25 @@ def run(
     **train: Any,
 ) -> None:
     """Train MODEL on TASK once and store one result row under --results."""
-    from seqbench.config import RunConfig, build_train_config
+    from seqbench.config import make_run_config
     from seqbench.options import parse_key_values
     from seqbench.progress import RunProgress
-    from seqbench.registry import MODELS, TASKS
     from seqbench.runner import run as run_one
 
     try:
-        task_options = parse_key_values(task_opts, "--task-opt")
-        model_options = parse_key_values(model_opts, "--model-opt")
-        train_cfg = build_train_config(preset, TASKS.get(task), MODELS.get(model), train)
-        config = RunConfig(
-            task=task,
-            model=model,
-            task_options=task_options,
-            model_options=model_options,
+        config = make_run_config(
+            task,
+            model,
+            task_options=parse_key_values(task_opts, "--task-opt"),
+            model_options=parse_key_values(model_opts, "--model-opt"),
             seed=seed,
             preset=preset,
             device=device,
-            train=train_cfg,
+            params=train.pop("params_target"),
+            **train,
         )
-        with _sigterm_interrupts(), RunProgress(f"{task}/{model} seed {seed}", train_cfg.steps) as bar:
+        steps = config.train.steps
+        with _sigterm_interrupts(), RunProgress(f"{task}/{model} seed {seed}", steps) as bar:
             try:
                 row = run_one(config, results_dir, on_progress=bar.update)
             except KeyboardInterrupt:

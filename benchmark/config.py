@@ -93,3 +93,46 @@ def build_train_config(
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise OptionsError(f"Invalid training settings: {problems}.") from None
+
+
+def make_run_config(
+    task: str,
+    model: str,
+    *,
+    task_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    preset: str = "quick",
+    device: str = "auto",
+    params: int | None = None,
+    **train: Any,
+) -> RunConfig:
+    """A validated run configuration: presets merged, options checked, and with `params` the hidden width
+    chosen so that the whole network's parameter count is as close as possible to it (recorded as the row's
+    `target_params` beside the actual `params`). `train` overrides training settings (steps, lr, ...)."""
+    from seqbench.network import hidden_for_params, load_task
+    from seqbench.options import validate_options
+    from seqbench.registry import MODELS, TASKS
+
+    task_options, model_options = dict(task_options or {}), dict(model_options or {})
+    task_cls, model_cls = TASKS.get(task), MODELS.get(model)
+    validate_options(task_cls, task_options, f"task {task!r}")
+    validate_options(model_cls, model_options, f"model {model!r}")
+    train = {k: v for k, v in train.items() if v is not None}
+    if params is not None:
+        if train.get("hidden_size") is not None:
+            raise OptionsError("Give either a hidden size or a parameter target (--params), not both.")
+        train["hidden_size"] = hidden_for_params(
+            load_task(task, **task_options), model, params, model_options
+        )
+    return RunConfig(
+        task=task,
+        model=model,
+        task_options=task_options,
+        model_options=model_options,
+        seed=seed,
+        preset=preset,
+        device=device,
+        train=build_train_config(preset, task_cls, model_cls, train),
+        params_target=params,
+    )

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from seqbench.config import RunConfig, TrainConfig, build_train_config
+from seqbench.config import RunConfig, TrainConfig, make_run_config
 from seqbench.errors import OptionsError, SeqbenchError
 
 try:
@@ -95,10 +95,6 @@ def make_spec(values: dict[str, Any]) -> SweepSpec:
 
 def expand(spec: SweepSpec) -> list[RunConfig]:
     """Every configuration of the sweep, in a stable order (task, model, grid point, size, seed)."""
-    from seqbench.network import hidden_for_params, load_task
-    from seqbench.options import validate_options
-    from seqbench.registry import MODELS, TASKS
-
     train_keys = set(TrainConfig.model_fields)
     for key in spec.grid:
         scope, _, name = key.partition(".")
@@ -110,7 +106,6 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     keys = list(spec.grid)
     configs = []
     for task_name, model_name in itertools.product(spec.tasks, spec.models):
-        task_cls, model_cls = TASKS.get(task_name), MODELS.get(model_name)
         for values in itertools.product(*(spec.grid[k] for k in keys)):
             point = dict(zip(keys, values, strict=True))
             task_opts = {**spec.task_options, **{k[5:]: v for k, v in point.items() if k.startswith("task.")}}
@@ -119,30 +114,21 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
                 **{k[6:]: v for k, v in point.items() if k.startswith("model.")},
             }
             train = {**spec.train, **{k: v for k, v in point.items() if k in train_keys}}
-            # Refuse a configuration a task or model cannot take before anything runs.
-            validate_options(task_cls, task_opts, f"task {task_name!r}")
-            validate_options(model_cls, model_opts, f"model {model_name!r}")
             if spec.threads is not None:
                 train["threads"] = spec.threads
             for target in spec.params or [None]:
-                if target is not None:
-                    task = load_task(task_name, **task_opts)
-                    train["hidden_size"] = hidden_for_params(task, model_name, target, model_opts)
-                cfg = build_train_config(spec.preset, task_cls, model_cls, train)
-                for seed in spec.seed_list():
-                    configs.append(
-                        RunConfig(
-                            task=task_name,
-                            model=model_name,
-                            task_options=task_opts,
-                            model_options=model_opts,
-                            seed=seed,
-                            preset=spec.preset,
-                            device=spec.device,
-                            train=cfg,
-                            params_target=target,
-                        )
-                    )
+                # Validates the options and sizes the width to the target before anything runs.
+                base = make_run_config(
+                    task_name,
+                    model_name,
+                    task_options=task_opts,
+                    model_options=model_opts,
+                    preset=spec.preset,
+                    device=spec.device,
+                    params=target,
+                    **train,
+                )
+                configs.extend(base.model_copy(update={"seed": seed}) for seed in spec.seed_list())
     return configs
 
 

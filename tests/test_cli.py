@@ -142,3 +142,13 @@ def test_sigterm_stores_the_run_as_interrupted(tmp_path):
     assert proc.returncode == 130, out
     stored = read_runs(tmp_path)
     assert list(stored["status"]) == ["interrupted"] and stored.iloc[0]["steps"] > 0
+
+
+def test_params_sizes_the_width_and_records_target_and_count(cli, tmp_path):
+    args = ["run", "--task", "copy", "--model", "transformer", "--preset", "smoke", "--steps", "2"]
+    res = cli.invoke(main, [*args, "--params", "20000", "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    row = read_runs(tmp_path).iloc[0]
+    assert row["target_params"] == 20000 and abs(row["params"] - 20000) <= 2000
+    both = cli.invoke(main, [*args, "--params", "20000", "--hidden-size", "8", "--results", str(tmp_path)])
+    assert both.exit_code == 2 and "not both" in both.output
