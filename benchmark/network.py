@@ -82,3 +82,14 @@ def hidden_for_params(
             hi = mid
     candidates = {max(1, lo - 1), lo}
     return min(candidates, key=lambda h: abs(count_params(task, model_name, h, model_options) - target))
+
+
+def state_floats(core: nn.Module, length: int) -> tuple[int | None, int]:
+    """(state size at `length` steps, floats added per step) for one sequence.
+
+    A recurrent model carries a fixed state (`state_size`); an attention model's state is the history it
+    attends over and grows by `state_per_step` floats per step (a transformer's key/value cache). The first
+    number adds both up at the given length, so fixed and growing states compare at the training length."""
+    fixed = getattr(core, "state_size", None)
+    per_step = int(getattr(core, "state_per_step", 0))
+    return (None if fixed is None else int(fixed) + per_step * length), per_step

@@ -26,7 +26,7 @@ import seqbench
 from seqbench.config import RunConfig, TrainConfig
 from seqbench.errors import SeqbenchError
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha
-from seqbench.network import build_network, load_task
+from seqbench.network import build_network, load_task, state_floats
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
 from seqbench.store import new_run_id, write_run
@@ -194,7 +194,7 @@ def _run(
         torch.manual_seed(config.seed)
         net = build_network(task, config.model, cfg.hidden_size, config.model_options).to(device)
         row["params"] = sum(p.numel() for p in net.parameters())
-        row["state_size"] = getattr(net.core, "state_size", None)
+        row["state_size"], row["state_per_step"] = state_floats(net.core, task.train_length)
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, cfg)
         gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -325,6 +325,7 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "hidden_size": config.train.hidden_size,
         "params": None,
         "state_size": None,
+        "state_per_step": None,
         "steps": 0,
         "samples_seen": 0,
         "tokens_seen": 0,

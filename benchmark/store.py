@@ -54,7 +54,8 @@ RUN_SCHEMA = pa.schema(
         # size
         ("hidden_size", pa.int64()),
         ("params", pa.int64()),
-        ("state_size", pa.int64()),  # floats carried between steps or held in memory, per sequence
+        ("state_size", pa.int64()),  # floats carried between steps or held in memory, per sequence, at the
+        # longest training length (a growing state counted in full there; see state_per_step)
         # training
         ("steps", pa.int64()),
         ("samples_seen", pa.int64()),
@@ -82,6 +83,10 @@ RUN_SCHEMA = pa.schema(
         ("time_to_solve_s", pa.float64()),
         # added after the first release of the schema (older files read back with nulls here)
         ("target_params", pa.int64()),  # the parameter count the width was sized to (--params), if any
+        (
+            "state_per_step",
+            pa.int64(),
+        ),  # floats a growing state (attention history) adds per step; 0 if fixed
     ]
 )
 

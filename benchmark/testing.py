@@ -56,8 +56,15 @@ def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options:
     for (name, p), (_, q) in zip(build().named_parameters(), again.named_parameters(), strict=True):
         assert torch.equal(p, q), f"{cls.__name__}: parameter {name} differs between two seeded constructions"
     state = getattr(model, "state_size", None)
-    assert state is None or (isinstance(state, int) and state > 0), (
-        f"{cls.__name__}: state_size must be a positive int"
+    per_step = getattr(model, "state_per_step", 0)
+    assert state is None or (isinstance(state, int) and state >= 0), (
+        f"{cls.__name__}: state_size must be a non-negative int"
+    )
+    assert isinstance(per_step, int) and per_step >= 0, (
+        f"{cls.__name__}: state_per_step must be a non-negative int"
+    )
+    assert state is None or state + per_step > 0, (
+        f"{cls.__name__}: state_size or state_per_step must be positive"
     )
 
 

@@ -1,0 +1,73 @@
+"""Convolution then RNN for very long sequences: a causal 1-D convolution downsamples the input by `stride`,
+an LSTM (or GRU) runs on the sequence of blocks, and every step gets back the RNN state of the blocks that
+have ended by then. The seeds' recipe for long inputs; the same shape as the conv front-ends of
+speech models (e.g. Amodei et al. 2016, "Deep Speech 2") with the look-ahead removed.
+
+With stride s and kernel k >= s, block j covers steps [js, js + s - 1]; its convolution feature reads steps
+js + s - k … js + s - 1 (left-padded with zeros), and the RNN's state g_j after block j has seen everything
+up to step js + s - 1. Step t is the (t mod s)-th step of its block and may use only finished blocks, so it
+gets g_{⌊(t+1)/s⌋ - 1} (a learned initial state before the first block ends), together with a causal
+convolution of its last s inputs for what happened inside the current block:
+
+    y_t = tanh(W [g_{⌊(t+1)/s⌋-1}; local_t] + b),   local_t = Conv(x_{t-s+1} … x_t)
+
+The RNN runs T/s steps instead of T: the point of the design.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.errors import OptionsError
+
+
+class ConvRNN(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        stride: int = 4,
+        kernel: int = 8,
+        rnn: Literal["lstm", "gru"] = "lstm",
+        num_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        if stride < 1 or kernel < stride:
+            raise OptionsError(f"conv_rnn: need stride >= 1 and kernel >= stride, got {stride}, {kernel}.")
+        if rnn not in ("lstm", "gru"):
+            raise OptionsError(f"conv_rnn: rnn must be 'lstm' or 'gru', got {rnn!r}.")
+        H = hidden_size
+        self.stride, self.kernel = stride, kernel
+        self.down = nn.Conv1d(input_size, H, kernel_size=kernel, stride=stride)
+        self.local = nn.Conv1d(input_size, H, kernel_size=stride)
+        self.rnn = (nn.LSTM if rnn == "lstm" else nn.GRU)(H, H, num_layers, batch_first=True)
+        if rnn == "lstm":
+            with torch.no_grad():  # forget-gate bias 1, as for every LSTM here
+                for layer in range(num_layers):
+                    getattr(self.rnn, f"bias_ih_l{layer}")[H : 2 * H].fill_(1.0)
+                    getattr(self.rnn, f"bias_hh_l{layer}")[H : 2 * H].zero_()
+        # What steps see before the first block has ended (with stride 1 every step ends a block: none).
+        self.g0 = nn.Parameter(torch.zeros(H)) if stride > 1 else None
+        self.combine = nn.Linear(2 * H, H)
+        rnn_state = (2 if rnn == "lstm" else 1) * H * num_layers
+        # RNN state + the last finished block's output + the inputs buffered for the convolutions
+        self.state_size = rnn_state + H + input_size * (kernel - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        B, T, _ = x.shape
+        s, k = self.stride, self.kernel
+        n_blocks = -(-T // s)
+        xc = x.transpose(1, 2)  # (B, I, T)
+        # Left padding aligns block j's window to end at js + s - 1; right padding completes the last block,
+        # which only steps after T (none) could use.
+        blocks = self.down(F.pad(xc, (k - s, n_blocks * s - T)))  # (B, H, n_blocks)
+        g = self.rnn(blocks.transpose(1, 2))[0]  # (B, n_blocks, H)
+        finished = (torch.arange(T, device=x.device) + 1) // s - 1  # ⌊(t+1)/s⌋ - 1: last finished block
+        if self.g0 is not None:  # -1 (nothing finished yet) reads the learned initial state
+            g, finished = torch.cat([self.g0.expand(B, 1, -1), g], dim=1), finished + 1
+        local = self.local(F.pad(xc, (s - 1, 0))).transpose(1, 2)  # (B, T, H), causal
+        return torch.tanh(self.combine(torch.cat([g[:, finished], local], dim=-1)))

@@ -1,0 +1,144 @@
+"""Differentiable Neural Computer (Graves, Wayne, Reynolds et al. 2016, "Hybrid computing using a neural
+network with dynamic external memory", Nature 538; equations from its Methods section).
+
+An LSTM controller reads [x_t, r_{t-1}] and emits an interface vector per step. With memory M (N x W), R read
+heads and one write head, at every step (all sequences of the batch at once; no loop over slots or batch):
+
+    retention   ψ = Π_r (1 - f_r ⊙ w^r_{t-1,r})                               free gates f_r
+    usage       u = (u_{t-1} + w^w_{t-1} - u_{t-1} ⊙ w^w_{t-1}) ⊙ ψ
+    allocation  φ = slots sorted by usage, ascending; a[φ_j] = (1 - u[φ_j]) Π_{i<j} u[φ_i]
+    write       w^w = g^w (g^a a + (1 - g^a) C(M_{t-1}, k^w, β^w))
+    memory      M = M_{t-1} ⊙ (1 - w^w eᵀ) + w^w vᵀ
+    links       L[i,j] = (1 - w^w_i - w^w_j) L_{t-1}[i,j] + w^w_i p_{t-1}[j],  L[i,i] = 0
+    precedence  p = (1 - Σ_i w^w_i) p_{t-1} + w^w
+    read        w^r = π_b L_tᵀ w^r_{t-1} + π_c C(M_t, k^r, β^r) + π_f L_t w^r_{t-1};  r = M_tᵀ w^r
+
+C(M, k, β) = softmax_i(β cos(k, M_i)). Strengths go through oneplus (1 + softplus), gates and erase through σ,
+read modes π through a softmax over (backward, content, forward). The module's output is a linear map of
+[controller output, r_t] (the paper's v_t + W_r r_t, merged into one read-out).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.errors import OptionsError
+from seqbench.models.ntm import content_weights
+
+_EPS = 1e-6
+
+
+def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
+    """a[φ_j] = (1 - u[φ_j]) Π_{i<j} u[φ_i], φ the slots sorted by usage (B, N) -> (B, N).
+
+    Usage is squeezed into [ε, 1] first (as in DeepMind's release) so that the product never has an exact
+    zero and the least-used slot is unique up to ties."""
+    usage = _EPS + (1 - _EPS) * usage
+    sorted_usage, order = torch.sort(usage, dim=-1)
+    ones = torch.ones_like(sorted_usage[:, :1])
+    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)  # exclusive product
+    return torch.zeros_like(usage).scatter(-1, order, (1 - sorted_usage) * before)
+
+
+def update_links(
+    links: torch.Tensor, precedence: torch.Tensor, w_write: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the temporal link matrix (B, N, N) and precedence (B, N) given the write weighting (B, N)."""
+    wi, wj = w_write.unsqueeze(2), w_write.unsqueeze(1)
+    links = (1 - wi - wj) * links + wi * precedence.unsqueeze(1)
+    links = links * (1 - torch.eye(links.shape[-1], device=links.device, dtype=links.dtype))
+    precedence = (1 - w_write.sum(-1, keepdim=True)) * precedence + w_write
+    return links, precedence
+
+
+class DNC(nn.Module):
+    presets: ClassVar[dict[str, dict]] = {
+        # As the NTM's quick preset (Adam 1e-3 from the runner, L2-norm clip 10, controller 100).
+        "quick": {"hidden_size": 100, "clip": "norm", "clip_value": 10.0},
+    }
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        memory_slots: int = 32,  # N
+        memory_width: int = 16,  # W
+        read_heads: int = 2,  # R
+        controller_clip: float = 20.0,  # clip the interface vector (as DeepMind's release does); 0 = off
+    ) -> None:
+        super().__init__()
+        if memory_slots < 2 or memory_width < 1 or read_heads < 1:
+            raise OptionsError("dnc: memory_slots must be >= 2, memory_width and read_heads >= 1.")
+        N, W, R, C = memory_slots, memory_width, read_heads, hidden_size
+        self.N, self.W, self.R, self.C, self.clip = N, W, R, C, controller_clip
+        self.controller = nn.LSTMCell(input_size + R * W, C)
+        with torch.no_grad():  # forget-gate bias 1, as for every LSTM here
+            self.controller.bias_ih[C : 2 * C].fill_(1.0)
+            self.controller.bias_hh[C : 2 * C].zero_()
+        # Interface: read keys R*W, read strengths R, write key W, write strength 1, erase W, write vector W,
+        # free gates R, allocation gate 1, write gate 1, read modes 3R.
+        self.sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
+        self.interface = nn.Linear(C, sum(self.sizes))
+        self.output = nn.Linear(C + R * W, hidden_size)
+        self.h0 = nn.Parameter(torch.zeros(C))
+        self.c0 = nn.Parameter(torch.zeros(C))
+        # controller h, c + memory + reads + read and write weightings + usage + precedence + links
+        self.state_size = 2 * C + N * W + R * W + R * N + N + N + N + N * N
+
+    def _interface(self, h: torch.Tensor) -> list[torch.Tensor]:
+        xi = self.interface(h)
+        if self.clip > 0:
+            xi = xi.clamp(-self.clip, self.clip)
+        B, R, W = h.shape[0], self.R, self.W
+        rk, rs, wk, ws, erase, wv, free, ga, gw, modes = torch.split(xi, self.sizes, dim=-1)
+        return [
+            rk.view(B, R, W),
+            1 + F.softplus(rs),  # (B, R)
+            wk.view(B, 1, W),
+            1 + F.softplus(ws),  # (B, 1)
+            torch.sigmoid(erase),
+            wv,
+            torch.sigmoid(free),  # (B, R)
+            torch.sigmoid(ga),  # (B, 1)
+            torch.sigmoid(gw),
+            torch.softmax(modes.view(B, R, 3), dim=-1),  # backward, content, forward
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, hidden)
+        B, N, W, R = x.shape[0], self.N, self.W, self.R
+        z = x.new_zeros
+        memory, links = z(B, N, W), z(B, N, N)
+        usage, precedence, w_write = z(B, N), z(B, N), z(B, N)
+        w_read, reads = z(B, R, N), z(B, R * W)
+        state = (self.h0.expand(B, -1), self.c0.expand(B, -1))
+        outputs = []
+        for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing makes backward quadratic in T
+            state = self.controller(torch.cat([x_t, reads], dim=-1), state)
+            h = state[0]
+            rk, rs, wk, ws, erase, wv, free, ga, gw, modes = self._interface(h)
+
+            retention = 1 - free[:, 0:1] * w_read[:, 0]  # Π over the few read heads (B, N); a loop,
+            for r in range(1, R):  # as torch.prod's backward is slow
+                retention = retention * (1 - free[:, r : r + 1] * w_read[:, r])
+            usage = (usage + w_write - usage * w_write) * retention
+            alloc = allocation_weights(usage)
+            w_content = content_weights(memory, wk, ws).squeeze(1)  # (B, N)
+            w_write = gw * (ga * alloc + (1 - ga) * w_content)
+            memory = memory * (1 - w_write.unsqueeze(-1) * erase.unsqueeze(1)) + w_write.unsqueeze(
+                -1
+            ) * wv.unsqueeze(1)
+            links, precedence = update_links(links, precedence, w_write)
+
+            forward_w = torch.bmm(w_read, links.transpose(1, 2))  # (L w)_i = Σ_j L[i,j] w_j, per head
+            backward_w = torch.bmm(w_read, links)  # (Lᵀ w)
+            read_content = content_weights(memory, rk, rs)  # (B, R, N)
+            w_read = (
+                modes[..., 0:1] * backward_w + modes[..., 1:2] * read_content + modes[..., 2:3] * forward_w
+            )
+            reads = torch.bmm(w_read, memory).reshape(B, R * W)
+            outputs.append(self.output(torch.cat([h, reads], dim=-1)))
+        return torch.stack(outputs, dim=1)

@@ -1,0 +1,75 @@
+"""Stack-augmented RNN (Joulin & Mikolov 2015, "Inferring Algorithmic Patterns with Stack-Augmented Recurrent
+Nets", arXiv:1503.01007, §3.1).
+
+A recurrent layer reads the input, its previous state and the top k elements of each stack:
+
+    h_t = σ(U x_t + R h_{t-1} + P s_{t-1}[0:k])
+    a_t = softmax(A h_t)                       over (push, pop, no-op), one distribution per stack
+    s_t[0] = a_push σ(D h_t) + a_pop s_{t-1}[1] + a_no-op s_{t-1}[0]
+    s_t[i] = a_push s_{t-1}[i-1] + a_pop s_{t-1}[i+1] + a_no-op s_{t-1}[i]
+
+The stack is continuous: a soft action blends the three outcomes. The paper's stack elements are scalars
+(`stack_width=1`); wider elements are the obvious extension and the default here. Stacks have a fixed
+`depth`; what is pushed past the bottom is lost, and a pop brings an empty (zero) element up from below.
+The paper's no-op action is an option (`no_op`, on by default; the paper uses it in some experiments).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqbench.errors import OptionsError
+
+PUSH, POP, NO_OP = 0, 1, 2
+
+
+def stack_update(stack: torch.Tensor, action: torch.Tensor, push_value: torch.Tensor) -> torch.Tensor:
+    """One continuous stack step for all stacks of all sequences.
+
+    stack (B, P, D, W): P stacks of depth D, elements of width W, index 0 the top; action (B, P, 3) over
+    (push, pop, no-op), rows summing to 1 (no-op may be 0); push_value (B, P, W)."""
+    pushed = torch.cat([push_value.unsqueeze(2), stack[:, :, :-1]], dim=2)  # everything moves down one
+    popped = torch.cat([stack[:, :, 1:], torch.zeros_like(stack[:, :, :1])], dim=2)  # up one, empty below
+    a = action.unsqueeze(-1).unsqueeze(-1)  # (B, P, 3, 1, 1)
+    return a[:, :, PUSH] * pushed + a[:, :, POP] * popped + a[:, :, NO_OP] * stack
+
+
+class StackRNN(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        stacks: int = 2,
+        depth: int = 32,
+        stack_width: int = 8,
+        read_top: int = 2,  # k: how many top elements of each stack the recurrent layer reads
+        no_op: bool = True,
+    ) -> None:
+        super().__init__()
+        if stacks < 1 or depth < 2 or stack_width < 1 or not 1 <= read_top <= depth:
+            raise OptionsError(
+                "stack_rnn: stacks >= 1, depth >= 2, stack_width >= 1 and 1 <= read_top <= depth are required."
+            )
+        self.P, self.D, self.W, self.k, self.no_op = stacks, depth, stack_width, read_top, no_op
+        self.input_proj = nn.Linear(input_size, hidden_size)  # U x + b
+        self.recurrent = nn.Linear(hidden_size + stacks * read_top * stack_width, hidden_size, bias=False)
+        self.actions = nn.Linear(hidden_size, stacks * (3 if no_op else 2))  # A
+        self.push = nn.Linear(hidden_size, stacks * stack_width)  # D
+        self.state_size = hidden_size + stacks * depth * stack_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        B, P = x.shape[0], self.P
+        drive = self.input_proj(x)  # hoisted out of the time loop
+        h = x.new_zeros(B, self.recurrent.out_features)
+        stack = x.new_zeros(B, P, self.D, self.W)
+        outputs = []
+        for d_t in drive.unbind(1):
+            top = stack[:, :, : self.k].reshape(B, -1)
+            h = torch.sigmoid(d_t + self.recurrent(torch.cat([h, top], dim=-1)))
+            a = torch.softmax(self.actions(h).view(B, P, -1), dim=-1)
+            if not self.no_op:
+                a = torch.cat([a, a.new_zeros(B, P, 1)], dim=-1)
+            stack = stack_update(stack, a, torch.sigmoid(self.push(h)).view(B, P, self.W))
+            outputs.append(h)
+        return torch.stack(outputs, dim=1)
