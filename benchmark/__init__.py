@@ -3,7 +3,7 @@
     import seqbench
     task = seqbench.load_task("copy", max_length=20)
     core = seqbench.load_model("ntm", input_size=task.input_size, hidden_size=100)
-    row = seqbench.run(seqbench.make_run_config("copy", "transformer", params=80_000, steps=500))
+    row = seqbench.run(seqbench.make_run_config("copy", "transformer", params=80_000), "results")
 
 Importing seqbench is cheap: torch and the registered classes load on first use.
 """

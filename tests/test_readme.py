@@ -8,7 +8,8 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_python_api_example_runs():
+def test_python_api_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the example stores its run under ./results
     text = README.read_text()
     section = text[text.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -16,6 +17,9 @@ def test_python_api_example_runs():
     exec(compile(code, str(README), "exec"), scope)
     assert tuple(scope["batch"].inputs.shape) == (32, 41, 9)
     assert tuple(scope["h"].shape) == (32, 41, 100)
+    row = scope["row"]
+    assert row["status"] == "ok" and row["target_params"] == 80_000
+    assert abs(row["params"] - 80_000) <= 8_000 and (tmp_path / "results" / "runs").is_dir()
 
 
 def test_ci_runs_the_readme_test_command():
