@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -369,6 +370,80 @@ def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
         "accuracy: mean over seeds at the training length, ± the 95% confidence half-width; "
         "@L: mean accuracy at evaluation length L ('-' where a task does not evaluate at L)."
     )
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, help="Model to measure, repeatable (default: every one).")
+@click.option("--hidden", "hidden", multiple=True, type=int, help="Hidden size, repeatable [default: 128].")
+@click.option("--length", "lengths", multiple=True, type=int, help="Length, repeatable [100, 500, 2000].")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--input-size", default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--rounds", default=5, show_default=True, help="Timed rounds (halved beyond length 500).")
+@click.option("--threads", default=1, show_default=True, help="torch CPU threads (CPU only).")
+@click.option("--no-memory", is_flag=True, help="Skip peak memory (a fresh process per model on the CPU).")
+@click.option("--no-flops", is_flag=True, help="Skip counting FLOPs.")
+@click.option("--overhead", is_flag=True, help="Also measure the training loop's overhead (see below).")
+@click.option("--batching", is_flag=True, help="Also measure sequences/s at batch 1 and 32 on copy.")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the table as Markdown here.")
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
+def bench(
+    models: tuple[str, ...],
+    hidden: tuple[int, ...],
+    lengths: tuple[int, ...],
+    batch_size: int,
+    input_size: int,
+    device: str,
+    rounds: int,
+    threads: int,
+    no_memory: bool,
+    no_flops: bool,
+    overhead: bool,
+    batching: bool,
+    markdown: str | None,
+    results_dir: str,
+) -> None:
+    """Speed and memory of each model as ratios to torch.nn.LSTM, measured in the same run.
+
+    Rows are stored under RESULTS/bench/. With --overhead, each model also trains on the copy task through
+    the runner and through a bare loop over the same batches: the difference is what the training loop
+    (data, metrics, logging, evaluation) adds. With --batching, the copy task's sequences/s at batch 1 and 32."""
+    from seqbench import bench as b
+    from seqbench.registry import MODELS
+    from seqbench.store import write_bench
+
+    spec = b.BenchSpec(
+        models=list(models) or MODELS.names(),
+        hidden=list(hidden) or [128],
+        lengths=list(lengths) or [100, 500, 2000],
+        batch_size=batch_size,
+        input_size=input_size,
+        device=device,
+        rounds=rounds,
+        threads=threads,
+        memory=not no_memory,
+        flops=not no_flops,
+    )
+    console = _console()
+    try:
+        with console.status("bench") as status:
+            rows = b.run_bench(spec, on_progress=lambda msg: status.update(f"bench: {msg}"))
+            path = write_bench(results_dir, rows)
+            extra = []
+            if overhead:
+                extra.append(b.overhead_table(spec.models, spec.device, status.update))
+            if batching:
+                extra.append(b.batching_table(spec.models, spec.device, status.update))
+    except SeqbenchError as exc:
+        _fail(exc)
+    tables = [b.bench_table(rows), *extra]
+    for table in tables:
+        console.print(b.to_rich(table))
+    click.echo(f"{len(rows)} rows stored in {path}")
+    if markdown:
+        Path(markdown).write_text("\n".join(b.to_markdown(t) for t in tables))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     results/runs/<run_id>.parquet      one result row
     results/curves/<run_id>.parquet    its learning curve (long format)
+    results/bench/<bench_id>.parquet   the rows of one `seqbench bench` (kind = bench)
 
 A file is written under a temporary name that no `*.parquet` glob matches and that Arrow's dataset reader
 skips (`.tmp-<id>.partial`), flushed to disk, then renamed into place: readers see a whole file or none, two
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-RUNS, CURVES = "runs", "curves"
+RUNS, CURVES, BENCH = "runs", "curves", "bench"
 
 RUN_SCHEMA = pa.schema(
     [
@@ -103,6 +104,48 @@ CURVE_SCHEMA = pa.schema(
     ]
 )
 
+BENCH_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # "bench"
+        ("bench_id", pa.string()),
+        ("created_at", pa.string()),
+        ("seqbench_version", pa.string()),
+        ("git_sha", pa.string()),
+        ("model", pa.string()),  # a registered model, or "nn.LSTM" (the reference)
+        ("model_options", pa.string()),  # JSON
+        ("device", pa.string()),
+        ("device_name", pa.string()),
+        ("threads", pa.int64()),
+        ("torch_version", pa.string()),
+        ("python_version", pa.string()),
+        ("platform", pa.string()),
+        ("hidden_size", pa.int64()),
+        ("length", pa.int64()),
+        ("batch_size", pa.int64()),
+        ("input_size", pa.int64()),
+        ("rounds", pa.int64()),
+        ("status", pa.string()),  # ok | error
+        ("error", pa.string()),
+        ("params", pa.int64()),
+        ("state_size", pa.int64()),
+        ("train_step_s", pa.float64()),  # median forward + backward
+        ("train_tokens_per_s", pa.float64()),
+        ("infer_step_s", pa.float64()),
+        ("infer_tokens_per_s", pa.float64()),
+        ("peak_memory_bytes", pa.int64()),
+        ("memory_kind", pa.string()),
+        ("flops", pa.int64()),  # per training step (forward + backward)
+        ("flops_per_s", pa.float64()),
+        ("matmul_flops_per_s", pa.float64()),  # a large matrix product on the same device, same run
+        ("flops_fraction", pa.float64()),  # flops_per_s / matmul_flops_per_s
+        ("ratio_train", pa.float64()),  # to nn.LSTM of the same hidden size and length, same rounds
+        ("ratio_infer", pa.float64()),
+        ("ratio_memory", pa.float64()),
+        ("time_exponent", pa.float64()),  # train_step_s ∝ length^exponent over the bench's lengths
+        ("memory_exponent", pa.float64()),
+    ]
+)
+
 
 def new_run_id() -> str:
     """Sortable by time, unique across processes and machines."""
@@ -159,3 +202,17 @@ def read_runs(results_dir: str | Path = "results"):
 
 def read_curves(results_dir: str | Path = "results"):
     return _read(results_dir, CURVES, CURVE_SCHEMA)
+
+
+def write_bench(results_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Store one bench's rows as one file (atomically); columns a row lacks are stored as null."""
+    extra = {k for row in rows for k in row} - set(BENCH_SCHEMA.names)
+    if extra:
+        raise ValueError(f"Bench row does not match the schema: extra {sorted(extra)}")
+    path = Path(results_dir) / BENCH / f"{rows[0]['bench_id']}.parquet"
+    _write_atomic(pa.Table.from_pylist(rows, schema=BENCH_SCHEMA), path)
+    return path
+
+
+def read_bench(results_dir: str | Path = "results"):
+    return _read(results_dir, BENCH, BENCH_SCHEMA)

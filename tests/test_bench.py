@@ -1,0 +1,64 @@
+"""`seqbench bench` at tiny sizes: it runs, stores its rows and says what it measured. No timing is
+asserted (shared machines are noisy); what is checked is the arithmetic around the timings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from click.testing import CliRunner
+
+import seqbench
+from seqbench import bench
+from seqbench.cli import main
+from seqbench.store import read_bench
+
+
+def test_bench_command_writes_its_rows(tmp_path):
+    md = tmp_path / "bench.md"
+    args = ["bench", "--model", "gru_cho", "--model", "transformer", "--hidden", "8", "--length", "5"]
+    args += ["--length", "10", "--rounds", "1", "--batch-size", "2", "--results", str(tmp_path)]
+    res = CliRunner().invoke(main, [*args, "--markdown", str(md)])
+    assert res.exit_code == 0, res.output
+    rows = read_bench(tmp_path)
+    assert len(rows) == 6 and set(rows["model"]) == {"nn.LSTM", "gru_cho", "transformer"}
+    assert (
+        (rows["kind"] == "bench").all() and (rows["status"] == "ok").all() and rows["bench_id"].nunique() == 1
+    )
+    ref = rows[rows["model"] == "nn.LSTM"]
+    assert (ref["ratio_train"] == 1).all() and (ref["ratio_memory"] == 1).all()
+    assert (rows["flops"] > 0).all() and (rows["peak_memory_bytes"] >= 0).all()
+    assert rows["time_exponent"].notna().all() and (rows["memory_kind"] == "cpu").all()
+    for r in rows.itertuples():  # tokens/s is the batch's tokens over the median step
+        assert math.isclose(r.train_tokens_per_s, 2 * r.length / r.train_step_s)
+    assert "| transformer | 8 | 10 |" in md.read_text()
+
+
+def test_an_unknown_model_is_refused_before_anything_runs(tmp_path):
+    res = CliRunner().invoke(main, ["bench", "--model", "lstn", "--results", str(tmp_path)])
+    assert res.exit_code == 2 and "Did you mean 'lstm'" in res.output
+    assert read_bench(tmp_path).empty
+
+
+def test_fit_exponent_recovers_a_power_law():
+    xs = [100, 500, 2000]
+    assert math.isclose(bench.fit_exponent(xs, [3 * x for x in xs]), 1.0)
+    assert math.isclose(bench.fit_exponent(xs, [0.5 * x**2 for x in xs]), 2.0)
+    assert bench.fit_exponent([100], [1.0]) is None
+
+
+def test_fused_lstm_flops_agree_with_the_unfused_equations():
+    """The fused kernel's FLOPs come from a formula; the reference implementation of the shared cell (the
+    same products, through autograd) is counted by torch. Peepholes add no matrix products."""
+    x = torch.randn(4, 12, 6)
+    fused = bench.step_flops(seqbench.load_model("lstm", 6, 10), x)
+    unfused = bench.step_flops(seqbench.load_model("lstm_peephole", 6, 10, implementation="reference"), x)
+    assert fused == bench.fused_rnn_flops(seqbench.load_model("lstm", 6, 10), 4, 12)
+    assert abs(fused - unfused) / fused < 0.03  # the cell skips the product with the zero initial state
+
+
+def test_overhead_and_batching_measure_real_runs():
+    o = bench.loop_overhead("gru", steps=3)
+    assert o["steps"] == 3 and o["bare_s"] > 0 and o["train_s"] <= o["wall_s"]
+    assert math.isclose(o["overhead"], o["wall_s"] / o["bare_s"] - 1)
+    assert bench.sequences_per_s("gru", "cpu", 2, steps=2) > 0
