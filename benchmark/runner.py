@@ -93,21 +93,22 @@ class Evaluator:
             self.sets[length] = [
                 task.sample(min(chunk, size - start), length, gen) for start in range(0, size, chunk)
             ]
-        self.tokens = sum(b.batch_size * b.steps for batches in self.sets.values() for b in batches)
 
     @torch.no_grad()
     def __call__(
-        self, net: torch.nn.Module, device: torch.device
-    ) -> tuple[dict[int, dict[str, float]], float]:
-        """Metrics per length (means over sequences) and the forward time in seconds."""
+        self, net: torch.nn.Module, device: torch.device, lengths: list[int] | None = None
+    ) -> tuple[dict[int, dict[str, float]], float, int]:
+        """Metrics per length (means over sequences), the forward time in seconds and the tokens it read,
+        at the given lengths (default: every evaluation length)."""
         was_training = net.training
         net.eval()
         results: dict[int, dict[str, float]] = {}
-        elapsed = 0.0
-        for length, batches in self.sets.items():
+        elapsed, tokens = 0.0, 0
+        for length in lengths or list(self.sets):
             sums: dict[str, float] = {}
             n = 0
-            for batch in batches:
+            for batch in self.sets[length]:
+                tokens += batch.batch_size * batch.steps
                 _sync(device)
                 t0 = time.perf_counter()
                 out = net(batch.inputs)
@@ -120,7 +121,7 @@ class Evaluator:
                 n += batch.batch_size
             results[length] = {k: v / n for k, v in sums.items()}
         net.train(was_training)
-        return results, elapsed
+        return results, elapsed, tokens
 
 
 def run(
@@ -172,12 +173,20 @@ def _run(
     timed_time, timed_tokens = 0.0, 0
     step = samples = tokens = 0
     last_eval: dict[int, dict[str, float]] = {}
-    infer_time = 0.0
+    infer_time, infer_tokens = 0.0, 0
+    recorded: set[tuple[int, int]] = set()  # (step, length) already in the curve
 
-    def evaluate(net: torch.nn.Module) -> None:
-        nonlocal last_eval, infer_time
-        last_eval, infer_time = evaluator(net, device)
+    def evaluate(net: torch.nn.Module, every_length: bool) -> None:
+        """During training only the training length (solving and the learning curve need nothing
+        more; every length costs about ten times as much, which the loop's overhead budget of 5% does
+        not allow); every evaluation length at the end."""
+        nonlocal last_eval, infer_time, infer_tokens
+        lengths = None if every_length else [task.train_length]
+        last_eval, infer_time, infer_tokens = evaluator(net, device, lengths)
         for length, metrics in last_eval.items():
+            if (step, length) in recorded:  # the final evaluation right after one at this step
+                continue
+            recorded.add((step, length))
             for metric, value in metrics.items():
                 curve.append(
                     _curve_point(row["run_id"], step, samples, train_time, "eval", length, metric, value)
@@ -233,13 +242,14 @@ def _run(
                     )
                 )
                 loss_sum, loss_n = 0.0, 0
-                evaluate(net)
+                if step < cfg.steps:  # the last step gets the full evaluation below
+                    evaluate(net, every_length=False)
             if on_progress:
                 on_progress(state, evaluated)
             if row["solved"]:
                 break
-        if row["status"] == "ok" and (not last_eval or curve[-1]["step"] != step):
-            evaluate(net)  # the final figures always describe the final model
+        if row["status"] == "ok":
+            evaluate(net, every_length=True)  # the final figures describe the final model at every length
     except KeyboardInterrupt as exc:
         row.update(status="interrupted", error="interrupted by the user (KeyboardInterrupt)")
         interrupted = exc
@@ -268,7 +278,7 @@ def _run(
                 {k: v for k, v in main.items() if k not in ("accuracy", "loss")}, sort_keys=True
             ),
             accuracy_by_length=json.dumps({str(k): v["accuracy"] for k, v in last_eval.items()}),
-            infer_tokens_per_s=evaluator.tokens / infer_time if infer_time > 0 else None,
+            infer_tokens_per_s=infer_tokens / infer_time if infer_time > 0 else None,
         )
     if store:
         write_run(results_dir, row, curve)
