@@ -68,7 +68,7 @@ class MemoryNetwork(nn.Module):
         hidden_size: int,
         hops: int = 3,
         sentence_length: int = 1,  # J: inputs per memory; 6 for language_facts' sentences
-        max_age: int = 1024,  # temporal encodings for ages 1..max_age (older memories share the last)
+        max_age: int = 256,  # temporal encodings for ages 1..max_age (older memories share the last)
         temporal_encoding: bool = True,
     ) -> None:
         super().__init__()
