@@ -36,6 +36,7 @@ from torch import nn
 import seqbench
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha
 from seqbench.registry import MODELS
+from seqbench.tables import Table, fmt
 
 REFERENCE = "nn.LSTM"
 
@@ -322,18 +323,6 @@ def _add_exponents(rows: list[dict[str, Any]]) -> None:
             r["time_exponent"], r["memory_exponent"] = t_exp, m_exp
 
 
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    cells: list[list[str]]
-    notes: str = ""
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
-
-
 def bench_table(rows: list[dict[str, Any]]) -> Table:
     columns = ["model", "H", "T", "train ms", "x nn.LSTM", "infer x", "train tok/s", "infer tok/s"]
     columns += ["peak MiB", "mem x", "FLOP/s %", "time ~T^", "mem ~T^"]
@@ -348,16 +337,16 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
                 r["model"],
                 str(r["hidden_size"]),
                 str(r["length"]),
-                _fmt(r["train_step_s"] * 1e3, ".1f"),
-                _fmt(r["ratio_train"], ".2f"),
-                _fmt(r["ratio_infer"], ".2f"),
-                _fmt(r["train_tokens_per_s"], ",.0f"),
-                _fmt(r["infer_tokens_per_s"], ",.0f"),
-                _fmt(None if mem is None else mem / 2**20, ".1f"),
-                _fmt(r.get("ratio_memory"), ".2f"),
-                _fmt(None if r.get("flops_fraction") is None else 100 * r["flops_fraction"], ".1f"),
-                _fmt(r.get("time_exponent"), ".2f"),
-                _fmt(r.get("memory_exponent"), ".2f"),
+                fmt(r["train_step_s"] * 1e3, ".1f"),
+                fmt(r["ratio_train"], ".2f"),
+                fmt(r["ratio_infer"], ".2f"),
+                fmt(r["train_tokens_per_s"], ",.0f"),
+                fmt(r["infer_tokens_per_s"], ",.0f"),
+                fmt(None if mem is None else mem / 2**20, ".1f"),
+                fmt(r.get("ratio_memory"), ".2f"),
+                fmt(None if r.get("flops_fraction") is None else 100 * r["flops_fraction"], ".1f"),
+                fmt(r.get("time_exponent"), ".2f"),
+                fmt(r.get("memory_exponent"), ".2f"),
             ]
         )
     first = rows[0]
@@ -366,30 +355,10 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
         f"{first['batch_size']}, {first['input_size']} inputs, median of {first['rounds']} interleaved rounds "
         "(halved beyond T = 500). x nn.LSTM / infer x / mem x: ratio to torch.nn.LSTM of the same H and T "
         "in the same rounds. FLOP/s %: achieved FLOP/s of a training step against a "
-        f"{_fmt(first['matmul_flops_per_s'] / 1e9, '.1f')} GFLOP/s matrix product measured in the same run. "
+        f"{fmt(first['matmul_flops_per_s'] / 1e9, '.1f')} GFLOP/s matrix product measured in the same run. "
         "~T^: exponent of time and memory against T fitted over the lengths measured (1 = linear)."
     )
     return Table("seqbench bench", columns, cells, notes)
-
-
-def to_markdown(table: Table) -> str:
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |"]
-    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
-    for row in table.cells:
-        padded = row + [""] * (len(table.columns) - len(row))
-        lines.append("| " + " | ".join(padded) + " |")
-    return "\n".join(lines) + ("\n\n" + table.notes if table.notes else "") + "\n"
-
-
-def to_rich(table: Table) -> Any:
-    from rich.table import Table as RichTable
-
-    out = RichTable(title=table.title, caption=table.notes or None)
-    for i, col in enumerate(table.columns):
-        out.add_column(col, justify="left" if i == 0 else "right")
-    for row in table.cells:
-        out.add_row(*row)
-    return out
 
 
 def _training_setup(task_name: str, model: str, device: str, steps: int, batch_size: int | None = None):
@@ -461,10 +430,10 @@ def overhead_table(models: list[str], device: str, say: Callable[[str], None]) -
             [
                 model,
                 str(o["steps"]),
-                _fmt(o["bare_s"], ".2f"),
-                _fmt(o["train_s"], ".2f"),
-                _fmt(o["wall_s"], ".2f"),
-                _fmt(100 * o["overhead"], "+.1f"),
+                fmt(o["bare_s"], ".2f"),
+                fmt(o["train_s"], ".2f"),
+                fmt(o["wall_s"], ".2f"),
+                fmt(100 * o["overhead"], "+.1f"),
             ]
         )
     notes = (
@@ -490,7 +459,7 @@ def batching_table(models: list[str], device: str, say: Callable[[str], None]) -
     for model in models:
         say(f"batching: {model}")
         one, many = sequences_per_s(model, device, 1, 20), sequences_per_s(model, device, 32, 5)
-        cells.append([model, _fmt(one, ".1f"), _fmt(many, ".1f"), _fmt(many / one, ".1f")])
+        cells.append([model, fmt(one, ".1f"), fmt(many, ".1f"), fmt(many / one, ".1f")])
     notes = "copy task at length 20 (training step: forward, backward, optimiser), 1 thread."
     columns = ["model", "seq/s at batch 1", "seq/s at batch 32", "speed-up"]
     return Table("batching", columns, cells, notes)

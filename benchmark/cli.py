@@ -324,52 +324,60 @@ def _ls_plugins() -> None:
 @click.option("--task", help="Only this task.")
 @click.option("--model", help="Only this model.")
 @click.option(
+    "--by",
+    type=click.Choice(["params", "state_size"]),
+    help="Group by size: compare models at equal parameter count or state size.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--threshold", default=0.9, show_default=True, help="Accuracy that defines the memory horizon.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Also write the leaderboard to this Parquet file."
+)
+@click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
 )
-def leaderboard(task: str | None, model: str | None, results_dir: str) -> None:
-    """Per task x model: accuracy over seeds (mean, std, 95% CI) beside its cost."""
-    from rich.table import Table
-
-    from seqbench.leaderboard import aggregate
+def leaderboard(
+    task: str | None,
+    model: str | None,
+    by: str | None,
+    fmt: str,
+    threshold: float,
+    out: str | None,
+    results_dir: str,
+) -> None:
+    """Per task and model (and size), aggregated over seeds: accuracy mean, sd, 95% CI, memory horizon,
+    steps and time to solve, speed, memory and size."""
+    from seqbench.leaderboard import aggregate, board_table, sort_board
     from seqbench.store import read_runs
+    from seqbench.tables import to_markdown, to_rich
 
-    board = aggregate(read_runs(results_dir), task=task, model=model)
+    board = aggregate(read_runs(results_dir), task=task, model=model, horizon_threshold=threshold)
     if board.empty:
         click.echo(
             f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True
         )
         return
-    by_length = sorted((c for c in board.columns if c.startswith("accuracy_at_")), key=lambda c: int(c[12:]))
-    columns = ["task", "model", "preset", "seeds", "failed", "accuracy", *(f"@{c[12:]}" for c in by_length)]
-    columns += ["solved", "steps to solve", "tokens/s", "peak MiB", "params"]
-    table = Table(title=f"seqbench leaderboard ({results_dir})")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("task", "model", "preset") else "right")
+    board = sort_board(board, by)
+    if out:
+        from seqbench.store import write_table
 
-    def num(v: float, spec: str) -> str:
-        return "-" if v != v else format(v, spec)
-
-    for r in board.itertuples():
-        acc = num(r.accuracy_mean, ".3f") + ("" if r.seeds < 2 else f" ± {num(r.accuracy_ci95, '.3f')}")
-        table.add_row(
-            r.task,
-            r.model,
-            r.preset,
-            str(r.seeds),
-            str(r.failed),
-            acc,
-            *(num(getattr(r, c), ".3f") for c in by_length),
-            f"{r.solved}/{r.seeds}",
-            num(r.steps_to_solve, ".0f"),
-            num(r.train_tokens_per_s, ",.0f"),
-            num(r.peak_memory_bytes / 2**20, ".1f"),
-            "-" if r.params is None else f"{r.params:,}",
-        )
-    _console().print(table)
-    click.echo(
-        "accuracy: mean over seeds at the training length, ± the 95% confidence half-width; "
-        "@L: mean accuracy at evaluation length L ('-' where a task does not evaluate at L)."
-    )
+        write_table(board, out)
+    if fmt == "csv":
+        click.echo(board.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(board.to_json(orient="records", indent=2))
+    else:
+        table = board_table(board, by, title=f"seqbench leaderboard ({results_dir})")
+        if fmt == "markdown":
+            click.echo(to_markdown(table), nl=False)
+        else:
+            _console().print(to_rich(table))
 
 
 @main.command()
@@ -413,6 +421,7 @@ def bench(
     from seqbench import bench as b
     from seqbench.registry import MODELS
     from seqbench.store import write_bench
+    from seqbench.tables import to_markdown, to_rich
 
     spec = b.BenchSpec(
         models=list(models) or MODELS.names(),
@@ -440,10 +449,10 @@ def bench(
         _fail(exc)
     tables = [b.bench_table(rows), *extra]
     for table in tables:
-        console.print(b.to_rich(table))
+        console.print(to_rich(table))
     click.echo(f"{len(rows)} rows stored in {path}")
     if markdown:
-        Path(markdown).write_text("\n".join(b.to_markdown(t) for t in tables))
+        Path(markdown).write_text("\n".join(to_markdown(t) for t in tables))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from seqbench.tables import Table, fmt
+
 #: Two-sided 95% Student-t quantiles (0.975) for 1..30 degrees of freedom.
 _T95 = (
     12.706,
@@ -58,9 +60,35 @@ def _accuracy_by_length(column: pd.Series) -> dict[str, float]:
     return {f"accuracy_at_{k}": float(means[k]) for k in sorted(means.index, key=int)}
 
 
-def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = None) -> pd.DataFrame:
+def memory_horizon(accuracy_by_length: dict[int, float], threshold: float = 0.9) -> int:
+    """The longest evaluation length up to which accuracy stays at or above `threshold`: lengths are
+    taken in order and the first one below the threshold ends the horizon. 0 when even the shortest
+    length is below it. One number that says how far a model remembers."""
+    horizon = 0
+    for length in sorted(accuracy_by_length):
+        value = accuracy_by_length[length]
+        if value != value or value < threshold:  # NaN counts as not remembered
+            break
+        horizon = length
+    return horizon
+
+
+def _first(g: pd.DataFrame, column: str) -> int | None:
+    """A per-configuration constant (the same for every seed), or None where not recorded."""
+    if column not in g or not g[column].notna().any():
+        return None
+    return int(g[column].dropna().iloc[0])
+
+
+def aggregate(
+    runs: pd.DataFrame,
+    task: str | None = None,
+    model: str | None = None,
+    horizon_threshold: float = 0.9,
+) -> pd.DataFrame:
     """One row per (task, model, config_hash): mean, std and 95% CI half-width of accuracy over seeds,
-    with the costs beside it. Only runs with status ok count; failed runs are counted separately."""
+    with the costs beside it and the memory horizon of the mean accuracy per length. Only runs with status
+    ok count; failed runs are counted separately."""
     df = runs[runs.get("kind", "run") == "run"] if "kind" in runs else runs
     if task:
         df = df[df["task"] == task]
@@ -75,6 +103,8 @@ def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = N
         acc = ok["accuracy"].astype(float)
         n = int(acc.count())
         std = float(acc.std(ddof=1)) if n > 1 else float("nan")
+        by_length = _accuracy_by_length(ok["accuracy_by_length"])
+        horizon = memory_horizon({int(k[12:]): v for k, v in by_length.items()}, horizon_threshold)
         out.append(
             {
                 "task": t,
@@ -92,14 +122,57 @@ def aggregate(runs: pd.DataFrame, task: str | None = None, model: str | None = N
                 "train_tokens_per_s": float(ok["train_tokens_per_s"].astype(float).mean()),
                 "peak_memory_bytes": float(ok["peak_memory_bytes"].astype(float).mean()),
                 "params": int(g["params"].dropna().iloc[0]) if g["params"].notna().any() else None,
+                "state_size": _first(g, "state_size"),
+                "target_params": _first(g, "target_params"),
                 "train_time_s": float(ok["train_time_s"].astype(float).mean()),
-                **_accuracy_by_length(ok["accuracy_by_length"]),
+                "horizon": horizon if by_length else None,
+                **by_length,
             }
         )
-    board = pd.DataFrame(out)
-    # Best accuracy first; ties broken by cost (faster to solve, then fewer parameters).
-    return board.sort_values(
-        ["task", "accuracy_mean", "time_to_solve_s", "params"],
-        ascending=[True, False, True, True],
-        na_position="last",
-    ).reset_index(drop=True)
+    return sort_board(pd.DataFrame(out))
+
+
+SIZE_COLUMNS = {"params": "params", "state_size": "state_size"}
+
+
+def sort_board(board: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Per task (and size, with `by`), best accuracy first; ties broken by cost."""
+    keys = ["task", *([SIZE_COLUMNS[by]] if by else []), "accuracy_mean", "time_to_solve_s", "params"]
+    ascending = [True, *([True] if by else []), False, True, True]
+    return board.sort_values(keys, ascending=ascending, na_position="last").reset_index(drop=True)
+
+
+def board_table(board: pd.DataFrame, by: str | None = None, title: str = "seqbench leaderboard") -> Table:
+    """The leaderboard as a table: accuracy as mean ± 95% CI half-width over seeds, then the mean
+    accuracy at every evaluation length, the memory horizon and the costs."""
+    by_length = sorted((c for c in board.columns if c.startswith("accuracy_at_")), key=lambda c: int(c[12:]))
+    size = {"params": "params", "state_size": "state"}.get(by or "")
+    columns = ["task", "model", *([size] if size else []), "seeds", "failed", "accuracy"]
+    columns += [f"@{c[12:]}" for c in by_length]
+    columns += ["horizon", "solved", "steps to solve", "tokens/s", "peak MiB"]
+    columns += [] if by == "params" else ["params"]
+    cells = []
+    for r in board.to_dict("records"):
+        acc = fmt(r["accuracy_mean"], ".3f")
+        if r["seeds"] > 1:
+            acc += f" ± {fmt(r['accuracy_ci95'], '.3f')} (sd {fmt(r['accuracy_std'], '.3f')})"
+        row = [r["task"], r["model"]]
+        if size:
+            row.append(fmt(r[SIZE_COLUMNS[by]], ","))
+        row += [str(r["seeds"]), str(r["failed"]), acc, *(fmt(r.get(c), ".3f") for c in by_length)]
+        row += [
+            fmt(r.get("horizon"), "d"),
+            f"{r['solved']}/{r['seeds']}",
+            fmt(r["steps_to_solve"], ".0f"),
+            fmt(r["train_tokens_per_s"], ",.0f"),
+            fmt(r["peak_memory_bytes"] / 2**20, ".1f"),
+        ]
+        if by != "params":
+            row.append(fmt(r["params"], ","))
+        cells.append(row)
+    notes = (
+        "accuracy: mean over seeds at the training length, ± the 95% confidence half-width (Student t) and "
+        "the standard deviation; @L: mean accuracy at evaluation length L ('-' where a task does not "
+        "evaluate at L); horizon: the longest length up to which mean accuracy stays >= the threshold."
+    )
+    return Table(title, columns, cells, notes, left=2)

@@ -216,3 +216,10 @@ def write_bench(results_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 def read_bench(results_dir: str | Path = "results"):
     return _read(results_dir, BENCH, BENCH_SCHEMA)
+
+
+def write_table(frame: Any, path: str | Path) -> Path:
+    """Write a DataFrame (a leaderboard) as one Parquet file, atomically."""
+    path = Path(path)
+    _write_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path

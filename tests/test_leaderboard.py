@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from seqbench.leaderboard import aggregate, t95
+from seqbench.leaderboard import aggregate, board_table, memory_horizon, sort_board, t95
 
 
 def rows(model, accs, status=None, config_hash="h1"):
@@ -61,3 +61,69 @@ def test_sorted_by_accuracy_then_cost():
 def test_t_quantiles():
     assert t95(1) == 12.706 and t95(30) == 2.042
     assert t95(60) == pytest.approx(2.000, abs=0.002) and t95(120) == pytest.approx(1.980, abs=0.002)
+
+
+@pytest.mark.parametrize(
+    "by_length,threshold,expected",
+    [
+        (
+            {10: 1.0, 20: 0.95, 50: 0.5, 120: 0.95},
+            0.9,
+            20,
+        ),  # the first failure ends it, later lengths ignored
+        ({10: 1.0, 20: 1.0}, 0.9, 20),
+        ({10: 0.89, 20: 1.0}, 0.9, 0),
+        ({10: 0.9}, 0.9, 10),  # "at or above"
+        ({50: 0.6, 10: 0.8, 20: 0.7}, 0.65, 20),  # lengths in order, whatever the dict's order
+    ],
+)
+def test_memory_horizon(by_length, threshold, expected):
+    assert memory_horizon(by_length, threshold) == expected
+
+
+def test_horizon_uses_the_mean_over_seeds():
+    """Seeds' accuracies at 50 are 0.95 and 0.8: their mean 0.875 is below 0.9, so the horizon is 20
+    although one seed alone would reach 50."""
+    df = pd.DataFrame(rows("lstm", [1.0, 1.0]))
+    df["accuracy_by_length"] = [json.dumps({"20": 1.0, "50": 0.95}), json.dumps({"20": 1.0, "50": 0.8})]
+    assert aggregate(df).iloc[0]["horizon"] == 20
+    assert aggregate(df, horizon_threshold=0.85).iloc[0]["horizon"] == 50
+
+
+def test_by_params_groups_equal_sizes(tmp_path):
+    small = rows("a", [0.9, 0.9], config_hash="s1") + rows("b", [0.5, 0.5], config_hash="s2")
+    big = rows("a", [1.0, 1.0], config_hash="b1") + rows("b", [0.95, 0.95], config_hash="b2")
+    for r in big:
+        r["params"] = 500
+    board = sort_board(aggregate(pd.DataFrame(small + big)), by="params")
+    assert list(zip(board["params"], board["model"], strict=True)) == [
+        (50, "a"),
+        (50, "b"),
+        (500, "a"),
+        (500, "b"),
+    ]
+    table = board_table(board, by="params")
+    assert table.columns[2] == "params" and [c[2] for c in table.cells] == ["50", "50", "500", "500"]
+
+
+def test_leaderboard_formats_and_parquet_export(tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli import main
+    from seqbench.store import RUN_SCHEMA, write_run
+
+    for i, r in enumerate(rows("lstm", [0.5, 0.7, 0.9])):
+        full = dict.fromkeys(RUN_SCHEMA.names) | r | {"run_id": f"r{i}"}
+        write_run(tmp_path, full)
+    cli = CliRunner()
+    base = ["leaderboard", "--results", str(tmp_path)]
+    md = cli.invoke(main, [*base, "--format", "markdown"])
+    assert md.exit_code == 0 and "| copy | lstm | 3 | 0 | 0.700 ± 0.497 (sd 0.200) |" in md.output
+    js = cli.invoke(main, [*base, "--format", "json"])
+    assert json.loads(js.output)[0]["accuracy_mean"] == pytest.approx(0.7)
+    csv = cli.invoke(main, [*base, "--format", "csv", "--out", str(tmp_path / "board.parquet")])
+    assert csv.output.splitlines()[0].startswith("task,model,config_hash")
+    exported = pd.read_parquet(tmp_path / "board.parquet")
+    assert exported.iloc[0]["seeds"] == 3 and exported.iloc[0]["accuracy_ci95"] == pytest.approx(
+        0.4968, abs=1e-3
+    )
