@@ -361,16 +361,23 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
     return Table("seqbench bench", columns, cells, notes)
 
 
-def _training_setup(task_name: str, model: str, device: str, steps: int, batch_size: int | None = None):
+def training_config(
+    task_name: str, model: str, device: str, steps: int, batch_size: int | None = None, **kwargs: Any
+) -> Any:
+    """A quick-preset run configuration with one thread and `steps` steps (other keywords as
+    `make_run_config`'s)."""
     from seqbench.config import make_run_config
 
     overrides = {"steps": steps, "threads": 1, "batch_size": batch_size}
-    return make_run_config(task_name, model, device=device, **overrides)
+    return make_run_config(task_name, model, device=device, **overrides, **kwargs)
 
 
-def bare_loop_time(config: Any, steps: int) -> float:
-    """Seconds for `steps` training steps with nothing around them: forward, loss, backward, clipping and
-    the optimiser on batches generated beforehand (the same sequence of batches the runner draws)."""
+def bare_training(
+    config: Any, steps: int, on_built: Callable[[nn.Module, Any], None] | None = None
+) -> tuple[nn.Module, Any, float]:
+    """Train `steps` steps with nothing around them: forward, loss, backward, clipping and the optimiser on
+    batches generated beforehand (the same sequence of batches the runner draws). Returns the network, the
+    task and the seconds the steps took. `on_built(net, task)` runs before the first step (untimed)."""
     from seqbench.network import build_network, load_task
     from seqbench.runner import _clip, make_optimizer, resolve_device
 
@@ -379,6 +386,8 @@ def bare_loop_time(config: Any, steps: int) -> float:
     cfg = config.train
     torch.manual_seed(config.seed)
     net = build_network(task, config.model, cfg.hidden_size, config.model_options).to(device)
+    if on_built:
+        on_built(net, task)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg)
     gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -392,7 +401,12 @@ def bare_loop_time(config: Any, steps: int) -> float:
         _clip(params, cfg)
         optimizer.step()
     _sync(device)
-    return time.perf_counter() - t0
+    return net, task, time.perf_counter() - t0
+
+
+def bare_loop_time(config: Any, steps: int) -> float:
+    """Seconds for `steps` bare training steps (see `bare_training`)."""
+    return bare_training(config, steps)[2]
 
 
 def loop_overhead(model: str, device: str = "cpu", task: str = "copy", steps: int = 300) -> dict[str, float]:
@@ -401,7 +415,7 @@ def loop_overhead(model: str, device: str = "cpu", task: str = "copy", steps: in
     bare loop's time over the same batches, measured before and after the runner and averaged."""
     from seqbench.runner import run
 
-    config = _training_setup(task, model, device, steps)
+    config = training_config(task, model, device, steps)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -447,7 +461,7 @@ def overhead_table(models: list[str], device: str, say: Callable[[str], None]) -
 
 def sequences_per_s(model: str, device: str, batch_size: int, steps: int = 5) -> float:
     """Training sequences/s on the copy task (length 20) at one batch size: forward, backward, optimiser."""
-    config = _training_setup("copy", model, device, steps, batch_size)
+    config = training_config("copy", model, device, steps, batch_size)
     # Fixed-length batches, so that both batch sizes do the same work per sequence.
     config = config.model_copy(update={"task_options": {"min_length": 20, "max_length": 20}})
     bare_loop_time(config, 1)  # warm-up

@@ -455,5 +455,96 @@ def bench(
         Path(markdown).write_text("\n".join(to_markdown(t) for t in tables))
 
 
+@main.command()
+@click.option("--model", required=True, help="Model to probe.")
+@click.option("--task", default="adding", show_default=True)
+@click.option("--steps", default=500, show_default=True, help="Training steps between the two profiles.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--hidden-size", type=int, help="Width (default: the quick preset's).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable.")
+@click.option(
+    "--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable."
+)
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
+def probe(
+    model: str,
+    task: str,
+    steps: int,
+    seed: int,
+    hidden_size: int | None,
+    device: str,
+    task_opts: tuple[str, ...],
+    model_opts: tuple[str, ...],
+    results_dir: str,
+) -> None:
+    """Gradient flow: the norm of the gradient of the last answer's loss with respect to the input at
+    each earlier step, at initialisation and after --steps training steps (stored for the report)."""
+    from seqbench import probe as p
+    from seqbench.options import parse_key_values
+    from seqbench.store import write_probe
+    from seqbench.tables import Table, to_rich
+
+    try:
+        with _console().status(f"probe {task}/{model}: training {steps} steps"):
+            rows = p.probe(
+                task,
+                model,
+                steps=steps,
+                seed=seed,
+                task_options=parse_key_values(task_opts, "--task-opt"),
+                model_options=parse_key_values(model_opts, "--model-opt"),
+                hidden_size=hidden_size,
+                device=device,
+            )
+    except SeqbenchError as exc:
+        _fail(exc)
+    path = write_probe(results_dir, rows)
+    last = max(r["distance"] for r in rows)
+    distances = [d for d in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if d <= last]
+    value = {(r["stage"], r["distance"]): r["relative"] for r in rows}
+    cells = [[stage, *(f"{value[stage, d]:.1e}" for d in distances)] for stage in ("init", "trained")]
+    notes = (
+        "||dL/dx_t|| relative to its value at the last scored step (distance 0), mean over 64 sequences at "
+        f"length {rows[0]['length']}; trained = after {steps} steps. Stored in {path}."
+    )
+    title = f"gradient reaching back: {task} / {model}"
+    _console().print(to_rich(Table(title, ["distance", *map(str, distances)], cells, notes)))
+
+
+@main.command()
+@click.option(
+    "--task", "tasks", multiple=True, help="Only this task, repeatable (default: every task stored)."
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Output file [report.html or report.md].")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True)
+@click.option("--interactive", is_flag=True, help="Plotly figures (its bundle inlined) instead of SVG.")
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
+def report(tasks: tuple[str, ...], out: str | None, fmt: str, interactive: bool, results_dir: str) -> None:
+    """Write a self-contained HTML report (or Markdown): leaderboards, learning curves, accuracy against
+    length, speed against accuracy, bench and probe figures, run configurations."""
+    from seqbench.report import build_report
+
+    if interactive and fmt != "html":
+        raise click.UsageError("--interactive needs --format html.")
+    if interactive:
+        try:
+            import plotly  # noqa: F401
+        except ImportError:
+            raise click.UsageError(
+                "--interactive needs plotly: pip install 'seqbench[interactive]'."
+            ) from None
+    try:
+        path = build_report(results_dir, out, list(tasks) or None, fmt, interactive)
+    except FileNotFoundError as exc:
+        click.echo(f"Error: {exc}. Run some first: seqbench run --task copy --model lstm", err=True)
+        sys.exit(2)
+    click.echo(f"Report written to {path}")
+
+
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
     results/runs/<run_id>.parquet      one result row
     results/curves/<run_id>.parquet    its learning curve (long format)
     results/bench/<bench_id>.parquet   the rows of one `seqbench bench` (kind = bench)
+    results/probes/<probe_id>.parquet  one `seqbench probe`: gradient norm per step, at init and trained
 
 A file is written under a temporary name that no `*.parquet` glob matches and that Arrow's dataset reader
 skips (`.tmp-<id>.partial`), flushed to disk, then renamed into place: readers see a whole file or none, two
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-RUNS, CURVES, BENCH = "runs", "curves", "bench"
+RUNS, CURVES, BENCH, PROBES = "runs", "curves", "bench", "probes"
 
 RUN_SCHEMA = pa.schema(
     [
@@ -146,6 +147,26 @@ BENCH_SCHEMA = pa.schema(
     ]
 )
 
+PROBE_SCHEMA = pa.schema(
+    [
+        ("probe_id", pa.string()),
+        ("created_at", pa.string()),
+        ("task", pa.string()),
+        ("task_options", pa.string()),
+        ("model", pa.string()),
+        ("model_options", pa.string()),
+        ("hidden_size", pa.int64()),
+        ("seed", pa.int64()),
+        ("stage", pa.string()),  # init | trained
+        ("steps_trained", pa.int64()),
+        ("length", pa.int64()),
+        ("step", pa.int64()),
+        ("distance", pa.int64()),  # steps before the last scored position
+        ("grad_norm", pa.float64()),  # mean over sequences of ||dL_final / dx_step||
+        ("relative", pa.float64()),  # grad_norm / grad_norm at distance 0
+    ]
+)
+
 
 def new_run_id() -> str:
     """Sortable by time, unique across processes and machines."""
@@ -223,3 +244,13 @@ def write_table(frame: Any, path: str | Path) -> Path:
     path = Path(path)
     _write_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
     return path
+
+
+def write_probe(results_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
+    path = Path(results_dir) / PROBES / f"{rows[0]['probe_id']}.parquet"
+    _write_atomic(pa.Table.from_pylist(rows, schema=PROBE_SCHEMA), path)
+    return path
+
+
+def read_probes(results_dir: str | Path = "results"):
+    return _read(results_dir, PROBES, PROBE_SCHEMA)
