@@ -39,24 +39,27 @@ from seqbench.registry import MODELS
 from seqbench.tables import Table, fmt
 
 REFERENCE = "nn.LSTM"
+# The fused PyTorch module each family of models is also compared with ("within 1.5x of nn.GRU / nn.RNN").
+FAMILY = {"gru": "nn.GRU", "gru_cho": "nn.GRU", "rnn": "nn.RNN", "irnn": "nn.RNN", "clockwork_rnn": "nn.RNN"}
+TORCH_MODULES = {"nn.LSTM": nn.LSTM, "nn.GRU": nn.GRU, "nn.RNN": nn.RNN}
 
 
-class TorchLSTM(nn.Module):
-    """The reference: PyTorch's fused LSTM (oneDNN on the CPU, cuDNN on a GPU)."""
+class TorchRecurrent(nn.Module):
+    """A reference: PyTorch's fused LSTM, GRU or tanh RNN (oneDNN on the CPU, cuDNN on a GPU)."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, kind: str, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
-        self.state_size = 2 * hidden_size
+        self.rnn = TORCH_MODULES[kind](input_size, hidden_size, batch_first=True)
+        self.state_size = (2 if kind == "nn.LSTM" else 1) * hidden_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lstm(x)[0]
+        return self.rnn(x)[0]
 
 
 def build(name: str, input_size: int, hidden_size: int, options: dict[str, Any] | None = None) -> nn.Module:
     torch.manual_seed(0)
-    if name == REFERENCE:
-        return TorchLSTM(input_size, hidden_size)
+    if name in TORCH_MODULES:
+        return TorchRecurrent(name, input_size, hidden_size)
     return seqbench.load_model(name, input_size, hidden_size, **(options or {}))
 
 
@@ -190,7 +193,7 @@ def run_bench(spec: BenchSpec, on_progress: Callable[[str], None] | None = None)
     bench goes on with the others."""
     from seqbench.runner import resolve_device
 
-    unknown = [m for m in spec.models if m != REFERENCE and m not in MODELS]
+    unknown = [m for m in spec.models if m not in TORCH_MODULES and m not in MODELS]
     if unknown:
         MODELS.get(unknown[0])  # raises with "did you mean"
     device = resolve_device(spec.device)
@@ -198,7 +201,8 @@ def run_bench(spec: BenchSpec, on_progress: Callable[[str], None] | None = None)
     if spec.threads is not None and device.type == "cpu":
         torch.set_num_threads(spec.threads)
     bench_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 10**6:06d}"
-    names = [REFERENCE, *[m for m in spec.models if m != REFERENCE]]
+    families = sorted({FAMILY[m] for m in spec.models if m in FAMILY} - {REFERENCE})
+    names = [REFERENCE, *families, *[m for m in spec.models if m not in (REFERENCE, *families)]]
     say = on_progress or (lambda _: None)
     try:
         limit = matmul_flops_per_s(device)
@@ -288,6 +292,9 @@ def _measure_size(
                 ratio_train=t_train / ref_train,
                 ratio_infer=t_infer / ref_infer,
             )
+            family = FAMILY.get(name)
+            if family in train:
+                row.update(family_reference=family, ratio_family=t_train / statistics.median(train[family]))
             if spec.flops:
                 flops = step_flops(model, x)
                 row.update(flops=flops, flops_per_s=flops / t_train, flops_fraction=flops / t_train / limit)
@@ -325,7 +332,7 @@ def _add_exponents(rows: list[dict[str, Any]]) -> None:
 
 def bench_table(rows: list[dict[str, Any]]) -> Table:
     columns = ["model", "H", "T", "train ms", "x nn.LSTM", "infer x", "train tok/s", "infer tok/s"]
-    columns += ["peak MiB", "mem x", "FLOP/s %", "time ~T^", "mem ~T^"]
+    columns += ["x family", "peak MiB", "mem x", "FLOP/s %", "time ~T^", "mem ~T^"]
     cells = []
     for r in rows:
         if r["status"] != "ok":
@@ -342,6 +349,9 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
                 fmt(r["ratio_infer"], ".2f"),
                 fmt(r["train_tokens_per_s"], ",.0f"),
                 fmt(r["infer_tokens_per_s"], ",.0f"),
+                f"{fmt(r.get('ratio_family'), '.2f')} ({r['family_reference']})"
+                if r.get("ratio_family")
+                else "-",
                 fmt(None if mem is None else mem / 2**20, ".1f"),
                 fmt(r.get("ratio_memory"), ".2f"),
                 fmt(None if r.get("flops_fraction") is None else 100 * r["flops_fraction"], ".1f"),
@@ -354,7 +364,7 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
         f"{first['device_name']} ({first['device']}, {first['threads'] or '-'} threads), batch "
         f"{first['batch_size']}, {first['input_size']} inputs, median of {first['rounds']} interleaved rounds "
         "(halved beyond T = 500). x nn.LSTM / infer x / mem x: ratio to torch.nn.LSTM of the same H and T "
-        "in the same rounds. FLOP/s %: achieved FLOP/s of a training step against a "
+        "in the same rounds; x family: against nn.GRU or nn.RNN for those families. FLOP/s %: achieved FLOP/s of a training step against a "
         f"{fmt(first['matmul_flops_per_s'] / 1e9, '.1f')} GFLOP/s matrix product measured in the same run. "
         "~T^: exponent of time and memory against T fitted over the lengths measured (1 = linear)."
     )

@@ -112,7 +112,7 @@ BENCH_SCHEMA = pa.schema(
         ("created_at", pa.string()),
         ("seqbench_version", pa.string()),
         ("git_sha", pa.string()),
-        ("model", pa.string()),  # a registered model, or "nn.LSTM" (the reference)
+        ("model", pa.string()),  # a registered model, or nn.LSTM (the reference), nn.GRU, nn.RNN
         ("model_options", pa.string()),  # JSON
         ("device", pa.string()),
         ("device_name", pa.string()),
@@ -142,6 +142,8 @@ BENCH_SCHEMA = pa.schema(
         ("ratio_train", pa.float64()),  # to nn.LSTM of the same hidden size and length, same rounds
         ("ratio_infer", pa.float64()),
         ("ratio_memory", pa.float64()),
+        ("family_reference", pa.string()),  # nn.GRU / nn.RNN for the GRU and RNN families
+        ("ratio_family", pa.float64()),  # train time against family_reference, same rounds
         ("time_exponent", pa.float64()),  # train_step_s ∝ length^exponent over the bench's lengths
         ("memory_exponent", pa.float64()),
     ]

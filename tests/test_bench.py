@@ -21,7 +21,11 @@ def test_bench_command_writes_its_rows(tmp_path):
     res = CliRunner().invoke(main, [*args, "--markdown", str(md)])
     assert res.exit_code == 0, res.output
     rows = read_bench(tmp_path)
-    assert len(rows) == 6 and set(rows["model"]) == {"nn.LSTM", "gru_cho", "transformer"}
+    # gru_cho brings its family's reference, nn.GRU, into the same rounds
+    assert len(rows) == 8 and set(rows["model"]) == {"nn.LSTM", "nn.GRU", "gru_cho", "transformer"}
+    gru = rows[rows["model"] == "gru_cho"]
+    assert (gru["family_reference"] == "nn.GRU").all() and gru["ratio_family"].notna().all()
+    assert rows[rows["model"] == "transformer"]["ratio_family"].isna().all()
     assert (
         (rows["kind"] == "bench").all() and (rows["status"] == "ok").all() and rows["bench_id"].nunique() == 1
     )
