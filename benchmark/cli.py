@@ -7,7 +7,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,21 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def option_flags(f: Callable) -> Callable:
+    """--task-opt and --model-opt, repeatable KEY=VALUE pairs checked against the constructors."""
+    f = click.option(
+        "--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable."
+    )(f)
+    return click.option(
+        "--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable."
+    )(f)
+
+
+results_option = click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
+)
 
 
 def _fail(exc: SeqbenchError) -> None:
@@ -76,13 +91,8 @@ def main() -> None:
 @click.option("--eval-every", type=int, help="Evaluate every N steps.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable.")
-@click.option(
-    "--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable."
-)
-@click.option(
-    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
-)
+@option_flags
+@results_option
 def run(
     task: str,
     model: str,
@@ -339,9 +349,7 @@ def _ls_plugins() -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also write the leaderboard to this Parquet file."
 )
-@click.option(
-    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
-)
+@results_option
 def leaderboard(
     task: str | None,
     model: str | None,
@@ -394,9 +402,7 @@ def leaderboard(
 @click.option("--overhead", is_flag=True, help="Also measure the training loop's overhead (see below).")
 @click.option("--batching", is_flag=True, help="Also measure sequences/s at batch 1 and 32 on copy.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the table as Markdown here.")
-@click.option(
-    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
-)
+@results_option
 def bench(
     models: tuple[str, ...],
     hidden: tuple[int, ...],
@@ -462,13 +468,8 @@ def bench(
 @click.option("--seed", default=0, show_default=True)
 @click.option("--hidden-size", type=int, help="Width (default: the quick preset's).")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE", help="Task option, repeatable.")
-@click.option(
-    "--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option, repeatable."
-)
-@click.option(
-    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
-)
+@option_flags
+@results_option
 def probe(
     model: str,
     task: str,
@@ -521,9 +522,7 @@ def probe(
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file [report.html or report.md].")
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True)
 @click.option("--interactive", is_flag=True, help="Plotly figures (its bundle inlined) instead of SVG.")
-@click.option(
-    "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
-)
+@results_option
 def report(tasks: tuple[str, ...], out: str | None, fmt: str, interactive: bool, results_dir: str) -> None:
     """Write a self-contained HTML report (or Markdown): leaderboards, learning curves, accuracy against
     length, speed against accuracy, bench and probe figures, run configurations."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.lstm import set_forget_bias
 
 
 class ConvRNN(nn.Module):
@@ -46,10 +47,7 @@ class ConvRNN(nn.Module):
         self.local = nn.Conv1d(input_size, H, kernel_size=stride)
         self.rnn = (nn.LSTM if rnn == "lstm" else nn.GRU)(H, H, num_layers, batch_first=True)
         if rnn == "lstm":
-            with torch.no_grad():  # forget-gate bias 1, as for every LSTM here
-                for layer in range(num_layers):
-                    getattr(self.rnn, f"bias_ih_l{layer}")[H : 2 * H].fill_(1.0)
-                    getattr(self.rnn, f"bias_hh_l{layer}")[H : 2 * H].zero_()
+            set_forget_bias(self.rnn)  # 1, as for every LSTM here
         # What steps see before the first block has ended (with stride 1 every step ends a block: none).
         self.g0 = nn.Parameter(torch.zeros(H)) if stride > 1 else None
         self.combine = nn.Linear(2 * H, H)

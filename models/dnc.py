@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.lstm import set_forget_bias
 from seqbench.models.ntm import content_weights
 
 _EPS = 1e-6
@@ -76,9 +77,7 @@ class DNC(nn.Module):
         N, W, R, C = memory_slots, memory_width, read_heads, hidden_size
         self.N, self.W, self.R, self.C, self.clip = N, W, R, C, controller_clip
         self.controller = nn.LSTMCell(input_size + R * W, C)
-        with torch.no_grad():  # forget-gate bias 1, as for every LSTM here
-            self.controller.bias_ih[C : 2 * C].fill_(1.0)
-            self.controller.bias_hh[C : 2 * C].zero_()
+        set_forget_bias(self.controller)  # 1, as for every LSTM here
         # Interface: read keys R*W, read strengths R, write key W, write strength 1, erase W, write vector W,
         # free gates R, allocation gate 1, write gate 1, read modes 3R.
         self.sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]

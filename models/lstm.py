@@ -15,6 +15,18 @@ from torch import nn
 from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
 
 
+def set_forget_bias(module: nn.LSTM | nn.LSTMCell, value: float = 1.0) -> None:
+    """Start the forget gate of PyTorch's LSTM (every layer) or LSTMCell at bias `value`. The gate order
+    in PyTorch is input, forget, cell, output, and the two biases add up: the input-side one gets the value,
+    the recurrent one zero."""
+    H = module.hidden_size
+    suffixes = [""] if isinstance(module, nn.LSTMCell) else [f"_l{k}" for k in range(module.num_layers)]
+    with torch.no_grad():
+        for sfx in suffixes:
+            getattr(module, f"bias_ih{sfx}")[H : 2 * H].fill_(value)
+            getattr(module, f"bias_hh{sfx}")[H : 2 * H].zero_()
+
+
 class LSTM(nn.Module):
     def __init__(
         self,
@@ -28,11 +40,7 @@ class LSTM(nn.Module):
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         for layer in range(num_layers):  # PyTorch's default, or orthogonal / identity blocks
             init_recurrent(getattr(self.lstm, f"weight_hh_l{layer}"), hidden_size, recurrent_init)
-        H = hidden_size
-        with torch.no_grad():  # gate order in PyTorch: input, forget, cell, output; the two biases add up
-            for layer in range(num_layers):
-                getattr(self.lstm, f"bias_ih_l{layer}")[H : 2 * H].fill_(forget_bias)
-                getattr(self.lstm, f"bias_hh_l{layer}")[H : 2 * H].zero_()
+        set_forget_bias(self.lstm, forget_bias)
         self.state_size = 2 * hidden_size * num_layers  # h and c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.lstm import set_forget_bias
 
 _EPS = 1e-8
 
@@ -118,9 +119,7 @@ class NTM(nn.Module):
         ctrl_in = input_size + R * M
         if controller == "lstm":
             self.controller = nn.LSTMCell(ctrl_in, C)
-            with torch.no_grad():  # forget-gate bias 1, as for every LSTM here
-                self.controller.bias_ih[C : 2 * C].fill_(1.0)
-                self.controller.bias_hh[C : 2 * C].zero_()
+            set_forget_bias(self.controller)  # 1, as for every LSTM here
         else:
             self.controller = nn.Linear(ctrl_in, C)
         # One fused projection for every head: key M, β, g, γ, shifts; write heads add erase M and add M.
