@@ -90,6 +90,9 @@ def main() -> None:
 @click.option("--clip-value", type=float, help="Threshold for --clip.")
 @click.option("--eval-every", type=int, help="Evaluate every N steps.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's).")
+@click.option(
+    "--compile", "compile", is_flag=True, default=None, help="torch.compile the model (off by default)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @option_flags
 @results_option

@@ -50,6 +50,13 @@ class TrainConfig(BaseModel):
     )
     warmup_steps: int = Field(5, ge=0, description="steps left out of the tokens/s figure")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
+    # Added after the first release: left out of config_hash at their defaults (see ADDED_LATER).
+    compile: bool = Field(False, description="torch.compile the model (opt-in: slower on the CPU here)")
+
+
+#: Training settings added after configurations were first stored, with their defaults: a setting at its
+#: default is left out of config_hash, so that stored runs keep their hash and sweeps still skip them.
+ADDED_LATER: dict[str, Any] = {"compile": False}
 
 
 class RunConfig(BaseModel):
@@ -71,6 +78,9 @@ class RunConfig(BaseModel):
         A sweep skips a (config_hash, seed) already stored, so this must not change for cosmetic reasons."""
         payload = self.model_dump(exclude={"seed", "device"})
         payload["train"].pop("threads", None)
+        for key, default in ADDED_LATER.items():
+            if payload["train"].get(key) == default:
+                payload["train"].pop(key)
         blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -203,6 +203,8 @@ def _run(
         torch.manual_seed(config.seed)
         net = build_network(task, config.model, cfg.hidden_size, config.model_options).to(device)
         row["params"] = sum(p.numel() for p in net.parameters())
+        if cfg.compile:  # compiles on the first step of each new input shape: counted in train_time_s
+            net.core = torch.compile(net.core, dynamic=True)
         row["state_size"], row["state_per_step"] = state_floats(net.core, task.train_length)
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, cfg)

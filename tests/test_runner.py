@@ -137,3 +137,14 @@ def test_a_run_leaves_the_thread_count_as_it_found_it(tmp_path):
     before = torch.get_num_threads()
     row = run(config(steps=2, threads=2 if before == 1 else 1), tmp_path)
     assert row["threads"] != before and torch.get_num_threads() == before
+
+
+def test_settings_added_later_keep_stored_hashes():
+    """`compile` was added after runs were stored: at its default it must not change config_hash (a sweep
+    would otherwise rerun everything); switched on, it is a different experiment."""
+    from seqbench.config import make_run_config
+
+    plain = make_run_config("copy", "lstm")
+    assert plain.config_hash() == "20775219a8f297fd"  # the stored quick copy/lstm runs' hash
+    compiled = make_run_config("copy", "lstm", compile=True)
+    assert compiled.train.compile and compiled.config_hash() != plain.config_hash()
