@@ -87,16 +87,26 @@ def test_grid_keys_and_unknown_settings_are_checked(tmp_path):
         sw.make_spec({"tasks": ["copy"], "models": ["rnn"], "jbos": 2})
 
 
+def test_each_run_gets_a_fresh_process_by_default(tmp_path):
+    """The default serial sweep starts a process per run, so that CPU peak memory is measured from a clean
+    allocator; the rows come back the same way."""
+    args = ["sweep", "--task", "copy", "--model", "rnn", "--seeds", "2", "--preset", "smoke", "--steps", "3"]
+    res = CliRunner().invoke(main, [*args, "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    runs = read_runs(tmp_path)
+    assert list(runs["status"]) == ["ok", "ok"] and (runs["peak_memory_bytes"] > 0).all()
+
+
 def test_sweep_stores_eight_rows_then_none(tmp_path):
     cli = CliRunner()
-    res = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path)])
+    res = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path), "--same-process"])
     assert res.exit_code == 0, res.output
     assert "8 to run" in res.output and "[8/8]" in res.output
     assert len(ok_keys(tmp_path)) == 8
     again = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path)])
     assert again.exit_code == 0 and "8 already stored, 0 to run" in again.output
     assert len(read_runs(tmp_path)) == 8
-    rerun = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path), "--rerun"])
+    rerun = cli.invoke(main, ["sweep", *SMALL, "--results", str(tmp_path), "--rerun", "--same-process"])
     assert rerun.exit_code == 0 and len(read_runs(tmp_path)) == 16
 
 
@@ -153,6 +163,7 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, extra_entry_points, mo
             "3",
             "--results",
             str(tmp_path),
+            "--same-process",  # the fake plugin is registered in this process only
         ],
     )
     assert res.exit_code == 2, res.output  # the exit status counts the failed runs
