@@ -54,6 +54,18 @@ results_option = click.option(
 )
 
 
+@contextlib.contextmanager
+def _status(console: Any, title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the latest message on a terminal; in a log or CI, one timestamped line per message."""
+    if console.is_terminal:
+        with console.status(title) as status:
+            yield lambda msg: status.update(f"{title}: {msg}")
+    else:
+        import time
+
+        yield lambda msg: click.echo(f"{time.strftime('%H:%M:%S')} {title}: {msg}", err=True)
+
+
 def _fail(exc: SeqbenchError) -> None:
     click.echo(f"Error: {exc}", err=True)
     sys.exit(exc.exit_code)
@@ -452,14 +464,14 @@ def bench(
     )
     console = _console()
     try:
-        with console.status("bench") as status:
-            rows = b.run_bench(spec, on_progress=lambda msg: status.update(f"bench: {msg}"))
+        with _status(console, "bench") as say:
+            rows = b.run_bench(spec, on_progress=say)
             path = write_bench(results_dir, rows)
             extra = []
             if overhead:
-                extra.append(b.overhead_table(spec.models, spec.device, status.update))
+                extra.append(b.overhead_table(spec.models, spec.device, say))
             if batching:
-                extra.append(b.batching_table(spec.models, spec.device, status.update))
+                extra.append(b.batching_table(spec.models, spec.device, say))
     except SeqbenchError as exc:
         _fail(exc)
     tables = [b.bench_table(rows), *extra]
@@ -498,7 +510,8 @@ def probe(
     from seqbench.tables import Table, to_rich
 
     try:
-        with _console().status(f"probe {task}/{model}: training {steps} steps"):
+        with _status(_console(), f"probe {task}/{model}") as say:
+            say(f"training {steps} steps")
             rows = p.probe(
                 task,
                 model,
