@@ -91,21 +91,18 @@ def matmul_flops_per_s(device: torch.device, n: int | None = None, repeats: int 
     return 2 * n**3 / best
 
 
-def fused_rnn_flops(model: nn.Module, batch: int, length: int) -> int:
-    """FLOPs of one forward + backward of the fused nn.RNN / nn.LSTM / nn.GRU modules inside `model`,
-    which torch's counter does not see (one opaque kernel). Per layer and direction, with G = 4 gates
-    (LSTM), 3 (GRU) or 1 and P = 2·B·T·G·H: forward P·(in + H); backward the weight gradients P·(in + H),
-    the recurrent gradient P·H and the input gradient P·in, except into the first layer's input, which
-    needs none (the bench's inputs, like a vector task's, do not require gradients)."""
+def fused_rnn_flops(module: nn.RNNBase, batch: int, length: int, input_grad: bool = False) -> int:
+    """FLOPs of one forward + backward of a fused nn.RNN / nn.LSTM / nn.GRU call, which torch's counter
+    does not see (one opaque kernel). Per layer and direction, with G = 4 gates (LSTM), 3 (GRU) or 1 and
+    P = 2·B·T·G·H: forward P·(in + H); backward the weight gradients P·(in + H), the recurrent gradient P·H and
+    the input gradient P·in, into the first layer only when its input needs one (`input_grad`)."""
     gates = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+    H, dirs = module.hidden_size, 2 if module.bidirectional else 1
     total = 0
-    for m in model.modules():
-        if isinstance(m, nn.RNNBase):
-            H, dirs = m.hidden_size, 2 if m.bidirectional else 1
-            for layer in range(m.num_layers):
-                n_in = m.input_size if layer == 0 else H * dirs
-                P = dirs * 2 * batch * length * gates[m.mode] * H
-                total += 2 * P * (n_in + H) + P * H + (P * n_in if layer > 0 else 0)
+    for layer in range(module.num_layers):
+        n_in = module.input_size if layer == 0 else H * dirs
+        P = dirs * 2 * batch * length * gates[module.mode] * H
+        total += 2 * P * (n_in + H) + P * H + (P * n_in if layer > 0 or input_grad else 0)
     return total
 
 
@@ -122,10 +119,24 @@ def step_flops(model: nn.Module, x: torch.Tensor) -> int:
         def _(self_shape, a_shape, b_shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
             return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
+    # Each fused recurrent module's calls, with the shapes it really saw (conv_rnn's LSTM runs on T / stride).
+    fused = 0
+
+    def count(module: nn.Module, args: tuple, _out: Any) -> None:
+        nonlocal fused
+        inp = args[0]
+        batch, length = (inp.shape[0], inp.shape[1]) if module.batch_first else (inp.shape[1], inp.shape[0])
+        fused += fused_rnn_flops(module, batch, length, inp.requires_grad)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.RNNBase)]
     counter = FlopCounterMode(display=False)
-    with counter:
-        train_step(model, x)
-    return int(counter.get_total_flops()) + fused_rnn_flops(model, x.shape[0], x.shape[1])
+    try:
+        with counter:
+            train_step(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(counter.get_total_flops()) + fused
 
 
 def fit_exponent(xs: Iterable[float], ys: Iterable[float]) -> float | None:

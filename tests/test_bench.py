@@ -57,7 +57,7 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
     x = torch.randn(4, 12, 6)
     fused = bench.step_flops(seqbench.load_model("lstm", 6, 10), x)
     unfused = bench.step_flops(seqbench.load_model("lstm_peephole", 6, 10, implementation="reference"), x)
-    assert fused == bench.fused_rnn_flops(seqbench.load_model("lstm", 6, 10), 4, 12)
+    assert fused == bench.fused_rnn_flops(seqbench.load_model("lstm", 6, 10).lstm, 4, 12)
     assert abs(fused - unfused) / fused < 0.03  # the cell skips the product with the zero initial state
 
 
@@ -66,3 +66,12 @@ def test_overhead_and_batching_measure_real_runs():
     assert o["steps"] == 3 and o["bare_s"] > 0 and o["train_s"] <= o["wall_s"]
     assert math.isclose(o["overhead"], o["wall_s"] / o["bare_s"] - 1)
     assert bench.sequences_per_s("gru", "cpu", 2, steps=2) > 0
+
+
+def test_fused_flops_count_the_length_the_rnn_really_sees():
+    """conv_rnn's LSTM runs on T / stride blocks, and its input (the convolution's output) needs a gradient."""
+    x = torch.randn(2, 16, 3)
+    model = seqbench.load_model("conv_rnn", 3, 8, stride=4, kernel=4)
+    without_rnn = bench.step_flops(model, x) - bench.fused_rnn_flops(model.rnn, 2, 4, input_grad=True)
+    convs_and_linear = bench.step_flops(model, x) - bench.fused_rnn_flops(model.rnn, 2, 16, input_grad=True)
+    assert without_rnn > 0 > convs_and_linear  # counting 16 steps would exceed the total
