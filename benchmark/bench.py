@@ -430,7 +430,7 @@ def bare_loop_time(config: Any, steps: int) -> float:
     return bare_training(config, steps)[2]
 
 
-def loop_overhead(model: str, device: str = "cpu", task: str = "copy", steps: int = 300) -> dict[str, float]:
+def loop_overhead(model: str, device: str = "cpu", task: str = "copy", steps: int = 1000) -> dict[str, float]:
     """What the runner adds to training: its wall time for `steps` steps (quick preset: data generation,
     metrics, logging, evaluation every eval_every steps, the final evaluation at every length) against the
     bare loop's time over the same batches, measured before and after the runner and averaged."""
@@ -472,7 +472,8 @@ def overhead_table(models: list[str], device: str, say: Callable[[str], None]) -
             ]
         )
     notes = (
-        "copy task, quick preset, 1 thread. bare: forward, loss, backward, clipping and optimiser over the same "
+        "copy task, quick preset (evaluation every 100 steps at the training length, at every length at the "
+        "end), 1 thread. bare: forward, loss, backward, clipping and optimiser over the same "
         "pre-generated batches; train: the runner's time in training steps (adds data generation and the "
         "loss read-back); run: the runner's whole wall time (adds set-up, evaluation and the final evaluation)."
     )
