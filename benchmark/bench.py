@@ -35,6 +35,7 @@ from torch import nn
 
 import seqbench
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha
+from seqbench.network import state_floats
 from seqbench.registry import MODELS
 from seqbench.tables import Table, fmt
 
@@ -295,7 +296,7 @@ def _measure_size(
             t_train, t_infer = statistics.median(train[name]), statistics.median(infer[name])
             row.update(
                 params=sum(p.numel() for p in model.parameters()),
-                state_size=seqbench.network.state_floats(model, T)[0],
+                state_size=state_floats(model, T)[0],
                 train_step_s=t_train,
                 train_tokens_per_s=B * T / t_train,
                 infer_step_s=t_infer,

@@ -121,7 +121,7 @@ def aggregate(
                 "time_to_solve_s": float(ok["time_to_solve_s"].astype(float).mean()),
                 "train_tokens_per_s": float(ok["train_tokens_per_s"].astype(float).mean()),
                 "peak_memory_bytes": float(ok["peak_memory_bytes"].astype(float).mean()),
-                "params": int(g["params"].dropna().iloc[0]) if g["params"].notna().any() else None,
+                "params": _first(g, "params"),
                 "state_size": _first(g, "state_size"),
                 "target_params": _first(g, "target_params"),
                 "train_time_s": float(ok["train_time_s"].astype(float).mean()),

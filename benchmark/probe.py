@@ -23,10 +23,15 @@ import torch
 from seqbench.bench import bare_training, training_config
 
 
+def last_scored(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) index of each sequence's last position the mask (B, T) scores."""
+    return (mask.long() * torch.arange(mask.shape[1], device=mask.device)).argmax(dim=1)
+
+
 def final_step_batch(batch: Any) -> Any:
     """The same batch with the loss mask keeping only each sequence's last scored position."""
     mask = batch.mask
-    last = (mask.long() * torch.arange(mask.shape[1], device=mask.device)).argmax(dim=1)
+    last = last_scored(mask)
     only_last = torch.zeros_like(mask)
     only_last[torch.arange(mask.shape[0], device=mask.device), last] = True
     return dataclasses.replace(batch, mask=only_last & mask)
@@ -77,7 +82,7 @@ def probe(
     net, task_obj, _ = bare_training(config, steps, on_built=at_init)
     profiles["trained"] = gradient_profile(net, task_obj, fixed["batch"])
     mask = fixed["batch"].mask
-    last = int((mask.long() * torch.arange(mask.shape[1])).argmax(dim=1).max())
+    last = int(last_scored(mask).max())
     probe_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     rows = []
     for stage, g in profiles.items():

@@ -27,7 +27,7 @@ import pandas as pd
 
 import seqbench
 from seqbench.leaderboard import aggregate, board_table
-from seqbench.store import read_bench, read_curves, read_probes, read_runs
+from seqbench.store import read_bench, read_curves, read_probes, read_runs, write_atomic
 from seqbench.tables import Table, to_markdown
 
 
@@ -524,10 +524,7 @@ def write_markdown(sections: list[Section], out: Path, results_dir: str) -> Path
 
 def _write_text(path: Path, text: str) -> None:
     """Atomic, like every other file seqbench writes: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.partial"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def build_report(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -175,18 +176,26 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file through `write(fh)` under a hidden temporary name, flush it to disk, then rename it into
+    place: a reader sees the whole file or none, and a crash leaves at most a stray `.partial`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex}.partial"
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+    return path
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    write_atomic(path, lambda fh: pq.write_table(table, fh))
 
 
 def write_run(

@@ -3,6 +3,7 @@ report opened in headless Chromium with the network off (every figure rendered, 
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -54,7 +55,7 @@ def test_html_report_is_self_contained_and_escaped(results, tmp_path, extra_entr
     res = CliRunner().invoke(main, ["report", "--results", str(root), "--out", str(out)])
     assert res.exit_code == 0, res.output
     text = out.read_text()
-    assert EVIL not in text and html_escaped(EVIL) in text
+    assert EVIL not in text and html.escape(EVIL) in text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched
     assert "<link" not in text and "@import" not in text
     for heading in ("copy: leaderboard", "copy: learning curves", "copy: accuracy against length"):
@@ -62,12 +63,6 @@ def test_html_report_is_self_contained_and_escaped(results, tmp_path, extra_entr
     assert "copy: speed against accuracy" in text and "time against sequence length" in text
     assert "adding: gradient reaching back in time" in text  # the probe, though no run is on adding
     assert text.count("<svg") == text.count("</svg>") >= 5
-
-
-def html_escaped(s: str) -> str:
-    import html
-
-    return html.escape(s)
 
 
 def test_markdown_report_writes_its_figures(results, tmp_path):
