@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 import seqbench
-from seqbench.metrics import PeakMemory, device_name, environment, git_sha
+from seqbench.metrics import PeakMemory, device_name, environment, git_sha, kernels, reset_kernels
 from seqbench.network import state_floats
 from seqbench.registry import MODELS
 from seqbench.tables import Table, fmt
@@ -243,12 +243,15 @@ def _measure_size(
     x = torch.randn(B, T, n_in, generator=torch.Generator().manual_seed(0)).to(device)
     models: dict[str, nn.Module] = {}
     errors: dict[str, str] = {}
+    kernel_of: dict[str, str] = {}
     for name in names:
         try:
+            reset_kernels()
             models[name] = build(name, n_in, H, spec.model_options.get(name)).to(device)
             train_step(models[name], x)  # warm-up: allocator, oneDNN / cuDNN primitives, lazy init
             with torch.no_grad():
                 models[name](x)
+            kernel_of[name] = kernels()
         except (RuntimeError, MemoryError, ValueError) as exc:  # OOM or a model that cannot take this size
             models.pop(name, None)
             errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -282,6 +285,7 @@ def _measure_size(
             "device_name": device_name(device),
             "threads": torch.get_num_threads() if device.type == "cpu" else None,
             **env,
+            "kernels": kernel_of.get(name),
             "hidden_size": H,
             "length": T,
             "batch_size": B,

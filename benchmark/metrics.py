@@ -103,9 +103,29 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+# Which implementation of a model's inner loop ran, where a model has more than one that compute the same
+# equations (e.g. the shared LSTM cell: C++ loops or the Python ones, which agree to float precision).
+_kernels: dict[str, str] = {}
+
+
+def note_kernel(name: str, implementation: str) -> None:
+    """Called by a model when its loop runs: `kernels()` then names it in the result row."""
+    _kernels[name] = implementation
+
+
+def reset_kernels() -> None:
+    _kernels.clear()
+
+
+def kernels() -> str:
+    """The loop implementations noted since the last reset, "name=implementation, ..." ("" for none)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(_kernels.items()))
+
+
 def environment() -> dict[str, str]:
     return {
         "torch_version": torch.__version__,
         "python_version": sys.version.split()[0],
         "platform": platform.platform(),
+        "kernels": kernels(),
     }

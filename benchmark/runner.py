@@ -25,7 +25,7 @@ import torch
 import seqbench
 from seqbench.config import RunConfig, TrainConfig
 from seqbench.errors import SeqbenchError
-from seqbench.metrics import PeakMemory, device_name, environment, git_sha
+from seqbench.metrics import PeakMemory, device_name, environment, git_sha, kernels, reset_kernels
 from seqbench.network import build_network, load_task, state_floats
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
@@ -162,6 +162,7 @@ def _run(
 ) -> dict[str, Any]:
     cfg = config.train
 
+    reset_kernels()  # `kernels` in the row names the loop implementations this run used
     row = base_row(config, task, device)
     if run_id is not None:
         row["run_id"] = run_id
@@ -267,6 +268,7 @@ def _run(
         tokens_seen=tokens,
         train_time_s=train_time,
         wall_time_s=time.perf_counter() - wall0,
+        kernels=kernels(),
         train_tokens_per_s=(timed_tokens / timed_time)
         if timed_time > 0
         else (tokens / train_time if train_time else None),

@@ -53,6 +53,10 @@ RUN_SCHEMA = pa.schema(
         ("torch_version", pa.string()),
         ("python_version", pa.string()),
         ("platform", pa.string()),
+        (
+            "kernels",
+            pa.string(),
+        ),  # loop implementations that ran, e.g. "lstm_cell=cpp-avx2" (metrics.kernels)
         ("threads", pa.int64()),
         # size
         ("hidden_size", pa.int64()),
@@ -121,6 +125,10 @@ BENCH_SCHEMA = pa.schema(
         ("torch_version", pa.string()),
         ("python_version", pa.string()),
         ("platform", pa.string()),
+        (
+            "kernels",
+            pa.string(),
+        ),  # loop implementations that ran, e.g. "lstm_cell=cpp-avx2" (metrics.kernels)
         ("hidden_size", pa.int64()),
         ("length", pa.int64()),
         ("batch_size", pa.int64()),

@@ -89,13 +89,12 @@ class _FusedRecurrence(torch.autograd.Function):
     """Same contract as `lstm_cell._Recurrence`; element-wise work per step in one compiled call."""
 
     @staticmethod
-    def forward(ctx, v: Variant, xp, R, G, peep, y0, c0):
+    def forward(ctx, v: Variant, xs, R, G, peep, y0, c0):
         fwd, _ = _compiled(v)
         H = R.shape[1]
         peep3 = peep.unsqueeze(-1)  # (3, H, 1): broadcasts over the batch columns
-        xs = xp.transpose(1, 2).contiguous().unbind(0)  # T x (nH, B)
         ys, cs, ss, acts = [y0.t().contiguous()], [c0.t().contiguous()], [], []
-        for t, x_t in enumerate(xs):
+        for t, x_t in enumerate(xs.unbind(0)):  # x_t (nH, B)
             a = torch.addmm(x_t, R, ys[-1])
             if v.gate_recurrence and t:
                 a[: 3 * H].addmm_(G, acts[-1][: 3 * H])
@@ -107,7 +106,7 @@ class _FusedRecurrence(torch.autograd.Function):
         ctx.v = v
         ctx.lists = (acts, cs, ss, ys)
         ctx.save_for_backward(R, G, peep)
-        return torch.stack(ys[1:]).transpose(1, 2), cs[-1].t()
+        return torch.stack(ys[1:]), cs[-1].t()
 
     @staticmethod
     def backward(ctx, dys, dc_last):
@@ -117,7 +116,7 @@ class _FusedRecurrence(torch.autograd.Function):
         R, G, peep = ctx.saved_tensors
         H, T = R.shape[1], len(acts)
         peep3 = peep.unsqueeze(-1)
-        dyl = dys.transpose(1, 2).contiguous().unbind(0)
+        dyl = dys.unbind(0)
         Rt = R.t().contiguous()
         dR = torch.zeros_like(R)
         dG = torch.zeros_like(G) if v.gate_recurrence else None
@@ -141,7 +140,7 @@ class _FusedRecurrence(torch.autograd.Function):
                 if gate in names:
                     k = names.index(gate)
                     dpeep[row] = (dAs[:, k * H : (k + 1) * H] * cell).sum((0, 2))
-        return None, dAs.transpose(1, 2), dR, dG, dpeep, (Rt @ dA[0]).t(), dc.t()
+        return None, dAs, dR, dG, dpeep, (Rt @ dA[0]).t(), dc.t()
 
 
 _ready: dict[Variant, bool] = {}
@@ -155,7 +154,7 @@ def _compiles(v: Variant) -> bool:
             H, B, T = 3, 2, 2
             n = len(v.blocks())
             args = [
-                torch.randn(T, B, n * H),
+                torch.randn(T, n * H, B),
                 torch.randn(n * H, H),
                 torch.randn(3 * H, 3 * H),
                 torch.randn(3, H),
@@ -174,8 +173,8 @@ def _compiles(v: Variant) -> bool:
     return _ready[v]
 
 
-def fused_recurrence(v: Variant, xp, R, G, peep, y0, c0):
+def fused_recurrence(v: Variant, xs, R, G, peep, y0, c0):
     """The compiled path, or the eager hand-written one where compilation does not work."""
     G = G if G is not None else R.new_zeros(0)
     fn = _FusedRecurrence if _compiles(v) else _Recurrence
-    return fn.apply(v, xp, R, G, peep, y0, c0)
+    return fn.apply(v, xs, R, G, peep, y0, c0)

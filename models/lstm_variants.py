@@ -72,13 +72,16 @@ class _Layer(nn.Module):
         return torch.stack([self.peepholes[g] if g in self.peep_names else zero for g in ("i", "f", "o")])
 
     def forward(self, x: torch.Tensor, impl: str = "fast") -> torch.Tensor:  # x (T, B, I) -> (T, B, H)
-        xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, nH): hoisted out of the loop
         zeros = x.new_zeros(x.shape[1], self.H)
-        if impl != "reference":
-            run = fused_recurrence if impl == "compiled" else recurrence
-            return run(self.v, xp, self.weight_hh, self.weight_gg, self.peep_all(), zeros, zeros)[0]
-        peep = dict(zip("ifo", self.peep_all(), strict=True))
-        return reference_forward(self.v, xp, self.weight_hh, self.weight_gg, peep, zeros, zeros)[0]
+        W, b, R, G, peep = self.weight_ih, self.bias, self.weight_hh, self.weight_gg, self.peep_all()
+        if impl == "fast":  # the input projection is inside, in the recurrence's layout
+            return recurrence(self.v, x, W, b, R, G, peep, zeros, zeros)[0].transpose(1, 2)
+        # The input projection W x + b of every step hoisted out of the loop, in (T, nH, B).
+        xs = torch.baddbmm(b.unsqueeze(1), W.expand(x.shape[0], -1, -1), x.transpose(1, 2))
+        if impl == "compiled":
+            return fused_recurrence(self.v, xs, R, G, peep, zeros, zeros)[0].transpose(1, 2)
+        peep_d = dict(zip("ifo", peep, strict=True))
+        return reference_forward(self.v, xs.transpose(1, 2), R, G, peep_d, zeros, zeros)[0]
 
 
 class LSTMVariant(nn.Module):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import seqbench
-from seqbench.models import lstm_compiled
+from seqbench import metrics
+from seqbench.models import lstm_compiled, lstm_kernel
 from seqbench.models.lstm_cell import VARIANTS, Variant, _split, _step
 from seqbench.models.lstm_variants import LSTMVariant
 
@@ -31,13 +32,47 @@ def grads_of(model, x, w):
     return [y.detach(), x.grad.clone(), *(p.grad.clone() for p in model.parameters())]
 
 
+def use_loops(monkeypatch, loops: str) -> None:
+    """Make the shared cell run its C++ loops or its Python ones. The C++ loops must be there when
+    SEQBENCH_LSTM_KERNEL=cpp (as in .ci/run); elsewhere a machine without a compiler skips their tests."""
+    must = lstm_kernel.choice() == "cpp"
+    if loops == "cpp" and not must and (lstm_kernel.choice() == "python" or lstm_kernel.load() is None):
+        pytest.skip("the C++ loops of the LSTM cell are not built here")
+    monkeypatch.setenv(lstm_kernel.ENV, loops)
+
+
+@pytest.mark.parametrize("loops", ["cpp", "python"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_fast_path_matches_the_autograd_oracle(variant):
+def test_fast_path_matches_the_autograd_oracle(variant, loops, monkeypatch):
+    use_loops(monkeypatch, loops)
     torch.manual_seed(0)
     model = LSTMVariant(IN, H, num_layers=2, variant=variant).double()
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(4, 9, H, dtype=torch.double)
+    metrics.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "implementation", "reference"), atol=1e-12)
+    assert metrics.kernels().startswith(f"lstm_cell={loops}")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, monkeypatch):
+    """In single precision too, at a batch that fills whole SIMD vectors and leaves a remainder (11)."""
+    use_loops(monkeypatch, "cpp")
+    torch.manual_seed(2)
+    model = LSTMVariant(5, 24, num_layers=2, variant=variant)
+    x = torch.randn(11, 30, 5, requires_grad=True)
+    w = torch.randn(11, 30, 24)
+    cpp = grads_of(model, x, w)
+    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    python = grads_of(model, x, w)
+    for a, b in zip(cpp, python, strict=True):  # gradients sum over steps and batch: error relative to scale
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_kernel_choice_is_checked(monkeypatch):
+    monkeypatch.setenv(lstm_kernel.ENV, "fortran")
+    with pytest.raises(ValueError, match="auto, cpp or python"):
+        lstm_kernel.choice()
 
 
 def test_shared_cell_without_peepholes_equals_torch_lstm():

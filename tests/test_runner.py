@@ -44,6 +44,7 @@ def test_smoke_run_stores_a_complete_row(tmp_path):
     ):
         assert isinstance(r[col], str) and r[col], col
     assert r["model_provider"].startswith("seqbench==")
+    assert r["kernels"] == ""  # nn.LSTM: no loop of seqbench's own
     assert r["params"] > 0 and r["state_size"] == 2 * 16
     assert r["train_tokens_per_s"] > 0 and r["infer_tokens_per_s"] > 0 and r["peak_memory_bytes"] >= 0
     by_length = json.loads(r["accuracy_by_length"])
@@ -53,6 +54,13 @@ def test_smoke_run_stores_a_complete_row(tmp_path):
     assert set(row) == set(RUN_SCHEMA.names)
     curve = read_curves(tmp_path)
     assert set(curve["step"]) == {3, 6} and set(curve["split"]) == {"train", "eval"}
+
+
+def test_row_names_the_loop_implementation_that_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", "python")
+    row = run(config(model="lstm_cifg", steps=2, eval_every=2), tmp_path)
+    assert row["status"] == "ok" and row["kernels"] == "lstm_cell=python"
+    assert read_runs(tmp_path).iloc[0]["kernels"] == "lstm_cell=python"
 
 
 @pytest.mark.parametrize("model", ["lstm", "ntm"])

@@ -1,0 +1,77 @@
+"""Builds and loads the C++ time loops of the shared LSTM cell (`csrc/lstm_cell.cpp`).
+
+The C++ loops fuse each step's element-wise work into one vectorised pass (see the C++ file); the Python
+loops in `lstm_cell.py` are their specification, and the two agree to float precision. The extension is
+compiled with `torch.utils.cpp_extension` on first use (needs a C++ compiler and ninja; ~30-60 s, once) and
+cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions) for
+later processes. It is built for the SIMD level ATen itself uses on this CPU (AVX2 on an AVX2 or AVX-512
+machine, else portable code), and that level is in the extension's name, so a cache shared by different
+machines never loads code the CPU cannot run. If the build fails, a warning says why and the Python loops
+run instead. `SEQBENCH_LSTM_KERNEL=python` skips the build; `=cpp` makes a failed build an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.cpp"
+ENV = "SEQBENCH_LSTM_KERNEL"
+
+
+def choice() -> str:
+    """auto (the C++ loops where they build), cpp (they must) or python, from SEQBENCH_LSTM_KERNEL."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "cpp", "python"):
+        raise ValueError(f"{ENV} must be auto, cpp or python, not {value!r}.")
+    return value
+
+
+def simd() -> tuple[str, list[str]]:
+    """The SIMD level to build for, and its compiler flags: ATen's vector types need both the -m flags and
+    the CPU_CAPABILITY macros that select their implementation."""
+    level = torch.backends.cpu.get_cpu_capability()
+    if level in ("AVX2", "AVX512"):
+        return "avx2", ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return "default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"]
+
+
+@functools.cache
+def load() -> Any | None:
+    """torch.ops.seqbench_lstm_cell once built (building it if needed), or None (with a warning) if not."""
+    from torch.utils import cpp_extension
+
+    level, flags = simd()
+    name = f"seqbench_lstm_cell_{level}"
+    try:
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        if not any(build_dir.glob(f"{name}*.so")):
+            print(
+                f"seqbench: compiling the LSTM cell's C++ loops for {level} (once; cached in {build_dir})",
+                file=sys.stderr,
+                flush=True,
+            )
+        cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", *flags],
+            is_python_module=False,
+            verbose=False,
+        )
+        return torch.ops.seqbench_lstm_cell
+    except Exception as exc:  # no compiler, no ninja, an unsupported platform: never break a run
+        if choice() == "cpp":
+            raise
+        warnings.warn(
+            f"The C++ loops of the LSTM cell did not build ({type(exc).__name__}: {exc}); the Python loops "
+            f"run instead (same equations, slower). Set {ENV}=python to skip the attempt.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
