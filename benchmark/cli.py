@@ -421,6 +421,11 @@ def leaderboard(
 @click.option("--no-memory", is_flag=True, help="Skip peak memory (a fresh process per model on the CPU).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs.")
 @click.option("--overhead", is_flag=True, help="Also measure the training loop's overhead (see below).")
+@click.option(
+    "--overhead-steps",
+    type=click.IntRange(min=1),
+    help="Training steps of the --overhead runs [the quick preset's: 4000 on copy].",
+)
 @click.option("--batching", is_flag=True, help="Also measure sequences/s at batch 1 and 32 on copy.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the table as Markdown here.")
 @results_option
@@ -436,6 +441,7 @@ def bench(
     no_memory: bool,
     no_flops: bool,
     overhead: bool,
+    overhead_steps: int | None,
     batching: bool,
     markdown: str | None,
     results_dir: str,
@@ -443,8 +449,8 @@ def bench(
     """Speed and memory of each model as ratios to torch.nn.LSTM, measured in the same run.
 
     Rows are stored under RESULTS/bench/. With --overhead, each model also trains on the copy task through
-    the runner and through a bare loop over the same batches: the difference is what the training loop
-    (data, metrics, logging, evaluation) adds. With --batching, the copy task's sequences/s at batch 1 and 32."""
+    the runner (a whole quick-preset run unless --overhead-steps) and through a bare loop over the same
+    batches: what the training loop (data, metrics, logging, evaluation) adds to the model's own steps. With --batching, the copy task's sequences/s at batch 1 and 32."""
     from seqbench import bench as b
     from seqbench.registry import MODELS
     from seqbench.store import write_bench
@@ -469,7 +475,7 @@ def bench(
             path = write_bench(results_dir, rows)
             extra = []
             if overhead:
-                extra.append(b.overhead_table(spec.models, spec.device, say))
+                extra.append(b.overhead_table(spec.models, spec.device, say, overhead_steps))
             if batching:
                 extra.append(b.batching_table(spec.models, spec.device, say))
     except SeqbenchError as exc:

@@ -171,6 +171,7 @@ def _run(
     interrupted: BaseException | None = None
     wall0 = time.perf_counter()
     train_time = 0.0
+    data_time = eval_time = 0.0  # batch generation inside the training steps; every evaluation
     timed_time, timed_tokens = 0.0, 0
     step = samples = tokens = 0
     last_eval: dict[int, dict[str, float]] = {}
@@ -181,8 +182,9 @@ def _run(
         """During training only the training length (solving and the learning curve need nothing
         more; every length costs about ten times as much, which the loop's overhead budget of 5% does
         not allow); every evaluation length at the end."""
-        nonlocal last_eval, infer_time, infer_tokens
+        nonlocal last_eval, infer_time, infer_tokens, eval_time
         lengths = None if every_length else [task.train_length]
+        t0 = time.perf_counter()
         last_eval, infer_time, infer_tokens = evaluator(net, device, lengths)
         for length, metrics in last_eval.items():
             if (step, length) in recorded:  # the final evaluation right after one at this step
@@ -197,6 +199,7 @@ def _run(
         if not row["solved"] and task.solved(main, cfg.solve_threshold):
             row.update(solved=True, steps_to_solve=step, samples_to_solve=samples, time_to_solve_s=train_time)
         state.accuracy = acc
+        eval_time += time.perf_counter() - t0
 
     state = Progress(total_steps=cfg.steps)
     try:
@@ -217,6 +220,7 @@ def _run(
             _sync(device)
             t0 = time.perf_counter()
             batch = task.sample(cfg.batch_size, task.sample_length(gen), gen)
+            data_time += time.perf_counter() - t0
             loss = task.loss(net(batch.inputs), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -267,6 +271,8 @@ def _run(
         samples_seen=samples,
         tokens_seen=tokens,
         train_time_s=train_time,
+        data_time_s=data_time,
+        eval_time_s=eval_time,
         wall_time_s=time.perf_counter() - wall0,
         kernels=kernels(),
         train_tokens_per_s=(timed_tokens / timed_time)
@@ -344,6 +350,8 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "samples_seen": 0,
         "tokens_seen": 0,
         "train_time_s": 0.0,
+        "data_time_s": 0.0,
+        "eval_time_s": 0.0,
         "wall_time_s": 0.0,
         "status": "ok",
         "error": None,

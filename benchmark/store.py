@@ -68,6 +68,8 @@ RUN_SCHEMA = pa.schema(
         ("samples_seen", pa.int64()),
         ("tokens_seen", pa.int64()),
         ("train_time_s", pa.float64()),  # time in training steps only (no evaluation)
+        ("data_time_s", pa.float64()),  # of which generating the batches
+        ("eval_time_s", pa.float64()),  # time in evaluations (during training and the final one)
         ("wall_time_s", pa.float64()),
         ("status", pa.string()),  # ok | diverged | oom | error | interrupted
         ("error", pa.string()),

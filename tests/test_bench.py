@@ -64,7 +64,10 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
 def test_overhead_and_batching_measure_real_runs():
     o = bench.loop_overhead("gru", steps=3)
     assert o["steps"] == 3 and o["bare_s"] > 0 and o["train_s"] <= o["wall_s"]
-    assert math.isclose(o["overhead"], o["wall_s"] / o["bare_s"] - 1)
+    assert 0 < o["data_s"] < o["train_s"] and 0 < o["eval_s"] < o["wall_s"] - o["train_s"]
+    assert math.isclose(o["own_s"], o["train_s"] - o["data_s"])
+    assert math.isclose(o["overhead"], o["wall_s"] / o["own_s"] - 1)
+    assert math.isclose(o["vs_bare"], o["wall_s"] / o["bare_s"] - 1)
     assert bench.sequences_per_s("gru", "cpu", 2, steps=2) > 0
 
 
