@@ -6,7 +6,7 @@ Batch 32, 16 inputs, one torch thread (two threads swing wildly on a shared 2-co
 (hidden, length) the models and nn.LSTM are timed in interleaved rounds, so drift of the machine hits both
 alike; the figure is the median over rounds, and the ratio is against nn.LSTM's median of the same rounds.
 Peak memory is the growth of the process's peak resident set during one forward+backward (CPU; see
-seqbench.metrics.PeakMemory). Prints a Markdown table; `--json FILE` also writes the raw figures.
+seqbench.metrics.PeakMemory). With depth_gated_lstm (two layers by default) a two-layer nn.LSTM is timed too. Prints a Markdown table; `--json FILE` also writes the raw figures.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import torch
 import seqbench
 from seqbench.metrics import PeakMemory
 from seqbench.registry import MODELS
+
+REFERENCES = {"nn.LSTM": 1, "nn.LSTM-2layers": 2}  # name: layers
 
 RECURRENT = [
     "rnn",
@@ -47,9 +49,9 @@ RECURRENT = [
 class TorchLSTM(torch.nn.Module):
     """The reference: PyTorch's fused LSTM (oneDNN on the CPU, cuDNN on a GPU)."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
         super().__init__()
-        self.lstm = torch.nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.lstm = torch.nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lstm(x)[0]
@@ -72,8 +74,8 @@ def _memory_in_this_process(name: str, hidden: int, length: int, batch: int, inp
     base, _, impl = name.partition("+")
     options = {"implementation": impl} if impl else {}
     model = (
-        TorchLSTM(inputs, hidden)
-        if name == "nn.LSTM"
+        TorchLSTM(inputs, hidden, REFERENCES[name])
+        if name in REFERENCES
         else seqbench.load_model(base, inputs, hidden, **options)
     )
     x = torch.randn(batch, length, inputs)
@@ -126,6 +128,8 @@ def main() -> None:
             torch.manual_seed(0)
             x = torch.randn(args.batch, T, args.inputs)
             models = {"nn.LSTM": TorchLSTM(args.inputs, H)}
+            if "depth_gated_lstm" in args.models:  # two layers by default: compare it with two layers too
+                models["nn.LSTM-2layers"] = TorchLSTM(args.inputs, H, num_layers=2)
             models.update({m: seqbench.load_model(m, args.inputs, H) for m in args.models})
             if args.compiled:
                 models.update(

@@ -352,7 +352,7 @@ class _Recurrence(torch.autograd.Function):
                 if gate in col:
                     dpeep[row] = (dA[:, col[gate]] * cells).sum((0, 2))
         dx = torch.matmul(W.t(), dA).transpose(1, 2) if ctx.needs_input_grad[1] else None
-        dW = torch.bmm(dA, x).sum(0)
+        dW = torch.tensordot(dA, x, dims=([0, 2], [0, 1]))  # one product over steps and batch
         db = dA.sum((0, 2))
         dy0 = (R.t() @ dA[0]).t()
         dG = dG if v.gate_recurrence else None

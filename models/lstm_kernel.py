@@ -1,7 +1,8 @@
-"""Builds and loads the C++ time loops of the shared LSTM cell (`csrc/lstm_cell.cpp`).
+"""Builds and loads the C++ time loops of the shared LSTM cell and of the depth-gated LSTM (`csrc/lstm_cell.cpp`).
 
 The C++ loops fuse each step's element-wise work into one vectorised pass (see the C++ file); the Python
-loops in `lstm_cell.py` are their specification, and the two agree to float precision. The extension is
+loops in `lstm_cell.py` and `depth_gated_lstm.py` are their specification, and the two agree to float
+precision. The extension is
 compiled with `torch.utils.cpp_extension` on first use (needs a C++ compiler and ninja; ~30-60 s, once) and
 cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions) for
 later processes. It is built for the SIMD level ATen itself uses on this CPU (AVX2 on an AVX2 or AVX-512

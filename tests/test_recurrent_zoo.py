@@ -51,7 +51,7 @@ def test_fast_path_matches_the_autograd_oracle(variant, loops, monkeypatch):
     w = torch.randn(4, 9, H, dtype=torch.double)
     metrics.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "implementation", "reference"), atol=1e-12)
-    assert metrics.kernels().startswith(f"lstm_cell={loops}")
+    assert metrics.kernels().startswith(f"lstm_cell={loops}")  # cpp-<SIMD level> or python
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -282,9 +282,27 @@ def test_compiled_path_matches_the_autograd_oracle(variant):
     assert_matches_reference(model, x, w, to_reference, atol=1e-10)
 
 
-def test_depth_gated_fast_path_matches_the_autograd_loop():
+@pytest.mark.parametrize("loops", ["cpp", "python"])
+def test_depth_gated_fast_path_matches_the_autograd_loop(loops, monkeypatch):
+    use_loops(monkeypatch, loops)
     torch.manual_seed(7)
     model = seqbench.load_model("depth_gated_lstm", IN, H, num_layers=3).double()
     x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(3, 11, H, dtype=torch.double)
+    metrics.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
+    ran = f"cpp-{lstm_kernel.simd()[0]}" if loops == "cpp" else "python"
+    assert metrics.kernels() == f"depth_gated_lstm={ran}"
+
+
+def test_depth_gated_loops_agree_in_float32(monkeypatch):
+    use_loops(monkeypatch, "cpp")
+    torch.manual_seed(8)
+    model = seqbench.load_model("depth_gated_lstm", 5, 24, num_layers=2)
+    x = torch.randn(11, 30, 5, requires_grad=True)
+    w = torch.randn(11, 30, 24)
+    cpp = grads_of(model, x, w)
+    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    python = grads_of(model, x, w)
+    for a, b in zip(cpp, python, strict=True):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()

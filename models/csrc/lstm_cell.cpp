@@ -47,6 +47,12 @@ struct Flags {
 template <typename scalar_t>
 using Vec = at::vec::Vectorized<scalar_t>;
 
+// Each step's (rows, B) matrix of a (T, rows, B) buffer is contiguous (the steps themselves may be apart,
+// as in a slice of a larger buffer): all the element-wise passes need.
+inline bool steps_contiguous(const at::Tensor& x) {
+  return x.numel() == 0 || (x.dim() == 3 && x.stride(2) == 1 && (x.size(1) <= 1 || x.stride(1) == x.size(2)));
+}
+
 template <typename scalar_t>
 inline Vec<scalar_t> sigmoid(Vec<scalar_t> a) {  // as ATen's vectorised sigmoid kernel
   const Vec<scalar_t> one(scalar_t(1));
@@ -178,7 +184,7 @@ void forward_steps(const at::Tensor& gates, const at::Tensor& R, const at::Tenso
                    const at::Tensor& ys, const at::Tensor& cs, const at::Tensor& ss, at::IntArrayRef flags) {
   const Flags v(flags);
   const int64_t T = gates.size(0), B = gates.size(2), H = R.size(1);
-  TORCH_CHECK(gates.is_contiguous() && ys.is_contiguous() && cs.is_contiguous() && ss.is_contiguous(),
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(ys) && steps_contiguous(cs) && steps_contiguous(ss),
               "lstm_cell.forward_steps: buffers must be contiguous");
   const at::Tensor p = peep.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_cell_forward_steps", [&] {
@@ -200,7 +206,7 @@ void backward_steps(const at::Tensor& dys, const at::Tensor& dc, const at::Tenso
                     at::IntArrayRef flags) {
   const Flags v(flags);
   const int64_t T = gates.size(0), B = gates.size(2), H = R.size(1);
-  TORCH_CHECK(gates.is_contiguous() && cs.is_contiguous() && ss.is_contiguous() && dA.is_contiguous() &&
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(cs) && steps_contiguous(ss) && steps_contiguous(dA) &&
                   dc.is_contiguous(),
               "lstm_cell.backward_steps: buffers must be contiguous");
   const at::Tensor p = peep.contiguous(), Rt = R.t();
@@ -230,6 +236,127 @@ void backward_steps(const at::Tensor& dys, const at::Tensor& dc, const at::Tenso
   });
 }
 
+// ---- Depth-gated LSTM (models/depth_gated_lstm.py): one layer's loops, blocks i, f, z, o, and on layers
+// above the first the depth gate d = σ(d_in + w_cd ⊙ c_{t-1}) that adds d ⊙ c_below to the cell. d_in
+// holds the parts of d's pre-activation known before the loop. The Python loops there are the specification.
+
+template <typename scalar_t>
+void dg_forward_pointwise(scalar_t* a, scalar_t* d, const scalar_t* below, const scalar_t* w_cd,
+                          const scalar_t* c_prev, scalar_t* c, scalar_t* s, scalar_t* h, int64_t H, int64_t B) {
+  using V = Vec<scalar_t>;
+  const int64_t n_all = H * B;
+  scalar_t *ai = a, *af = a + n_all, *az = a + 2 * n_all, *ao = a + 3 * n_all;
+  for (int64_t r = 0; r < H; ++r) {
+    const V w(w_cd ? w_cd[r] : scalar_t(0));
+    for (int64_t col = 0; col < B; col += V::size()) {
+      const int64_t k = r * B + col, n = std::min<int64_t>(V::size(), B - col);
+      const V cp = V::loadu(c_prev + k, n);
+      const V i = sigmoid(V::loadu(ai + k, n)), f = sigmoid(V::loadu(af + k, n)), z = V::loadu(az + k, n).tanh(),
+              o = sigmoid(V::loadu(ao + k, n));
+      i.store(ai + k, n);
+      f.store(af + k, n);
+      z.store(az + k, n);
+      o.store(ao + k, n);
+      V cn = f * cp + i * z;
+      if (d) {
+        const V dv = sigmoid(V::loadu(d + k, n) + w * cp);
+        dv.store(d + k, n);
+        cn = cn + dv * V::loadu(below + k, n);
+      }
+      cn.store(c + k, n);
+      const V sv = cn.tanh();
+      sv.store(s + k, n);
+      (o * sv).store(h + k, n);
+    }
+  }
+}
+
+template <typename scalar_t>
+void dg_backward_pointwise(const scalar_t* act, const scalar_t* d, const scalar_t* below, const scalar_t* w_cd,
+                           const scalar_t* c_prev, const scalar_t* s, scalar_t* dh, const scalar_t* dc_out,
+                           scalar_t* dc, scalar_t* da, scalar_t* dd, scalar_t* dbelow, int64_t H, int64_t B) {
+  using V = Vec<scalar_t>;
+  const V one(scalar_t(1));
+  const int64_t n_all = H * B;
+  const scalar_t *gi = act, *gf = act + n_all, *gz = act + 2 * n_all, *go = act + 3 * n_all;
+  scalar_t *dai = da, *daf = da + n_all, *daz = da + 2 * n_all, *dao = da + 3 * n_all;
+  for (int64_t r = 0; r < H; ++r) {
+    const V w(w_cd ? w_cd[r] : scalar_t(0));
+    for (int64_t col = 0; col < B; col += V::size()) {
+      const int64_t k = r * B + col, n = std::min<int64_t>(V::size(), B - col);
+      const V i = V::loadu(gi + k, n), f = V::loadu(gf + k, n), z = V::loadu(gz + k, n), o = V::loadu(go + k, n);
+      const V sv = V::loadu(s + k, n), dhv = V::loadu(dh + k, n), cp = V::loadu(c_prev + k, n);
+      (dhv * sv * (o * (one - o))).store(dao + k, n);
+      const V dcv = V::loadu(dc + k, n) + dhv * o * (one - sv * sv) + V::loadu(dc_out + k, n);
+      (dcv * i * (one - z * z)).store(daz + k, n);
+      (dcv * z * (i * (one - i))).store(dai + k, n);
+      (dcv * cp * (f * (one - f))).store(daf + k, n);
+      V dc_prev = dcv * f;
+      if (d) {
+        const V dv = V::loadu(d + k, n);
+        const V ddv = dcv * V::loadu(below + k, n) * (dv * (one - dv));
+        ddv.store(dd + k, n);
+        (dcv * dv).store(dbelow + k, n);
+        dc_prev = dc_prev + ddv * w;
+      }
+      dc_prev.store(dc + k, n);
+    }
+  }
+}
+
+void dg_forward_steps(const at::Tensor& gates, const at::Tensor& d, const at::Tensor& c_below, const at::Tensor& R,
+                      const at::Tensor& w_cd, const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& ss) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = R.size(1);
+  const bool gated = d.numel() > 0;
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(hs) && steps_contiguous(cs) && steps_contiguous(ss) &&
+                  (!gated || (steps_contiguous(d) && steps_contiguous(c_below))),
+              "depth_gated_lstm.forward_steps: buffers must be contiguous");
+  const at::Tensor w = gated ? w_cd.contiguous() : w_cd;
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "dg_forward_steps", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      at::Tensor g = gates.select(0, t);
+      g.addmm_(R, hs.select(0, t));
+      dg_forward_pointwise<scalar_t>(
+          g.data_ptr<scalar_t>(), gated ? d.select(0, t).data_ptr<scalar_t>() : nullptr,
+          gated ? c_below.select(0, t).data_ptr<scalar_t>() : nullptr, gated ? w.data_ptr<scalar_t>() : nullptr,
+          cs.select(0, t).data_ptr<scalar_t>(), cs.select(0, t + 1).data_ptr<scalar_t>(),
+          ss.select(0, t).data_ptr<scalar_t>(), hs.select(0, t + 1).data_ptr<scalar_t>(), H, B);
+    }
+  });
+}
+
+void dg_backward_steps(const at::Tensor& dh_out, const at::Tensor& dc_out, const at::Tensor& R,
+                       const at::Tensor& w_cd, const at::Tensor& gates, const at::Tensor& d,
+                       const at::Tensor& c_below, const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& ss,
+                       const at::Tensor& dA, const at::Tensor& dd, const at::Tensor& dbelow, const at::Tensor& dR) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = R.size(1);
+  const bool gated = d.numel() > 0;
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(cs) && steps_contiguous(ss) && steps_contiguous(dA) &&
+                  steps_contiguous(dc_out) &&
+                  (!gated || (steps_contiguous(d) && steps_contiguous(dd) && steps_contiguous(dbelow) &&
+                              steps_contiguous(c_below))),
+              "depth_gated_lstm.backward_steps: buffers must be contiguous");
+  const at::Tensor w = gated ? w_cd.contiguous() : w_cd, Rt = R.t();
+  at::Tensor dh = at::empty({H, B}, gates.options()), dc = at::zeros({H, B}, gates.options());
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "dg_backward_steps", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      at::Tensor da = dA.select(0, t);
+      if (t == T - 1)
+        dh.copy_(dh_out.select(0, t));
+      else
+        at::addmm_out(dh, dh_out.select(0, t), Rt, dA.select(0, t + 1));
+      dg_backward_pointwise<scalar_t>(
+          gates.select(0, t).data_ptr<scalar_t>(), gated ? d.select(0, t).data_ptr<scalar_t>() : nullptr,
+          gated ? c_below.select(0, t).data_ptr<scalar_t>() : nullptr, gated ? w.data_ptr<scalar_t>() : nullptr,
+          cs.select(0, t).data_ptr<scalar_t>(), ss.select(0, t).data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+          dc_out.select(0, t).data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(),
+          gated ? dd.select(0, t).data_ptr<scalar_t>() : nullptr,
+          gated ? dbelow.select(0, t).data_ptr<scalar_t>() : nullptr, H, B);
+      dR.addmm_(da, hs.select(0, t).t());
+    }
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(seqbench_lstm_cell, m) {
@@ -239,9 +366,18 @@ TORCH_LIBRARY(seqbench_lstm_cell, m) {
   m.def(
       "backward_steps(Tensor dys, Tensor(a!) dc, Tensor R, Tensor G, Tensor peep, Tensor gates, Tensor ys, "
       "Tensor cs, Tensor ss, Tensor(b!) dA, Tensor(c!) dR, Tensor(d!) dG, int[] flags) -> ()");
+  m.def(
+      "dg_forward_steps(Tensor(a!) gates, Tensor(b!) d, Tensor c_below, Tensor R, Tensor w_cd, Tensor(c!) hs, "
+      "Tensor(d!) cs, Tensor(e!) ss) -> ()");
+  m.def(
+      "dg_backward_steps(Tensor dh_out, Tensor dc_out, Tensor R, Tensor w_cd, Tensor gates, Tensor d, "
+      "Tensor c_below, Tensor hs, Tensor cs, Tensor ss, Tensor(a!) dA, Tensor(b!) dd, Tensor(c!) dbelow, "
+      "Tensor(d!) dR) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(seqbench_lstm_cell, CPU, m) {
   m.impl("forward_steps", &forward_steps);
   m.impl("backward_steps", &backward_steps);
+  m.impl("dg_forward_steps", &dg_forward_steps);
+  m.impl("dg_backward_steps", &dg_backward_steps);
 }
