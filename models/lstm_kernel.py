@@ -65,7 +65,9 @@ def load() -> Any | None:
             is_python_module=False,
             verbose=False,
         )
-        return torch.ops.seqbench_lstm_cell
+        ops = torch.ops.seqbench_lstm_cell
+        _register_flops(ops)
+        return ops
     except Exception as exc:  # no compiler, no ninja, an unsupported platform: never break a run
         if choice() == "cpp":
             raise
@@ -76,3 +78,32 @@ def load() -> Any | None:
             stacklevel=2,
         )
         return None
+
+
+def _register_flops(ops: Any) -> None:
+    """Matrix-product FLOPs of the C++ loops for torch's FlopCounterMode, which sees the custom ops but not the
+    products inside them: the same products, step for step, as the Python loops make (a test compares)."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    def fgr(flags: list[int], G: Any, T: int, B: int) -> int:  # one product with G per step after the first
+        return 2 * (T - 1) * G[0] * G[1] * B if flags[7] else 0
+
+    @register_flop_formula(ops.forward_steps)
+    def _(gates, R, G, peep, ys, cs, ss, flags, out_shape=None) -> int:
+        T, nH, B = gates
+        return 2 * T * nH * R[1] * B + fgr(flags, G, T, B)
+
+    @register_flop_formula(ops.backward_steps)
+    def _(dys, dc, R, G, peep, gates, ys, cs, ss, dA, dR, dG, flags, out_shape=None) -> int:
+        T, nH, B = gates  # dy = R^T da from the second-last step down, dR += da y^T at every step
+        return 2 * (2 * T - 1) * nH * R[1] * B + 2 * fgr(flags, G, T, B)
+
+    @register_flop_formula(ops.dg_forward_steps)
+    def _(gates, d, c_below, R, w_cd, hs, cs, ss, out_shape=None) -> int:
+        T, _, B = gates
+        return 2 * T * R[0] * R[1] * B
+
+    @register_flop_formula(ops.dg_backward_steps)
+    def _(dh_out, dc_out, R, w_cd, gates, d, c_below, hs, cs, ss, dA, dd, dbelow, dR, out_shape=None):
+        T, _, B = gates
+        return 2 * (2 * T - 1) * R[0] * R[1] * B

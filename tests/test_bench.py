@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from click.testing import CliRunner
 
 import seqbench
 from seqbench import bench
 from seqbench.cli import main
+from seqbench.models import lstm_kernel
 from seqbench.store import read_bench
 
 
@@ -59,6 +61,19 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
     unfused = bench.step_flops(seqbench.load_model("lstm_peephole", 6, 10, implementation="reference"), x)
     assert fused == bench.fused_rnn_flops(seqbench.load_model("lstm", 6, 10).lstm, 4, 12)
     assert abs(fused - unfused) / fused < 0.03  # the cell skips the product with the zero initial state
+
+
+@pytest.mark.parametrize("model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm"])
+def test_flops_of_the_cpp_loops_equal_those_of_the_python_loops(model, monkeypatch):
+    """The counter cannot see inside the C++ ops; their registered formulas must give what it counts when
+    the same loops run in Python."""
+    if lstm_kernel.choice() == "python" or (lstm_kernel.choice() != "cpp" and lstm_kernel.load() is None):
+        pytest.skip("the C++ loops of the LSTM cell are not built here")
+    x = torch.randn(3, 7, 4)
+    net = seqbench.load_model(model, 4, 5, num_layers=2)
+    cpp = bench.step_flops(net, x)
+    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    assert cpp == bench.step_flops(net, x) > 0
 
 
 def test_overhead_and_batching_measure_real_runs():
