@@ -129,6 +129,9 @@ def step_flops(model: nn.Module, x: torch.Tensor) -> int:
         batch, length = (inp.shape[0], inp.shape[1]) if module.batch_first else (inp.shape[1], inp.shape[0])
         fused += fused_rnn_flops(module, batch, length, inp.requires_grad)
 
+    # One step outside the count first: what is built on first use (the LSTM cell's C++ loops, which register
+    # their FLOP formulas when they load) must exist before the counter copies torch's formula registry.
+    train_step(model, x)
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.RNNBase)]
     counter = FlopCounterMode(display=False)
     try:
