@@ -8,15 +8,117 @@ previous state *before* the recurrent product.
 PyTorch's `nn.GRU` (registered as `gru`) computes n = tanh(W_n x + b_in + r ⊙ (U_n h_{t-1} + b_hn)) instead,
 which lets all three recurrent products happen in one matrix multiply; here U_n must wait for r, so a step
 costs two products. Parameters use nn.GRU's layout (gate order r, u(z), n), so weights copy across and the
-two differ only where r sits. Input projections are hoisted out of the time loop.
+two differ only where r sits (b_n = b_in + b_hn).
+
+Each layer's recurrence is a `torch.autograd.Function` with a hand-written backward, in the (features, batch)
+layout of the shared LSTM cell, and like it runs its time loops in C++ on the CPU (`csrc/lstm_cell.cpp`, the
+same extension, built on first use; `SEQBENCH_LSTM_KERNEL` chooses as there). The Python loops below are the
+fallback and the specification; `implementation="reference"` runs the plain autograd loop they are tested
+against. The input projections of all steps are one product before the loop.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
+
+from seqbench.errors import OptionsError
+from seqbench.metrics import note_kernel
+from seqbench.models import lstm_kernel
+
+
+def forward_steps(gates: torch.Tensor, U: torch.Tensor, hs: torch.Tensor, rhs: torch.Tensor) -> None:
+    """The forward loop in Python (the C++ `gru_forward_steps` computes the same with two fused passes a step).
+
+    (features, batch) layout. gates (T, 3H, B) holds the input projections with both biases (blocks r, u, n)
+    and is overwritten with the activated gates; hs (T + 1, H, B) filled from its given step 0; rhs (T, H, B)
+    gets r ⊙ h_{t-1}, the input of U_n (kept for U_n's gradient)."""
+    H = U.shape[1]
+    U_ru, U_n = U[: 2 * H], U[2 * H :]
+    hl, rl = hs.unbind(0), rhs.unbind(0)
+    for t, g in enumerate(gates.unbind(0)):
+        h = hl[t]
+        g[: 2 * H].addmm_(U_ru, h).sigmoid_()
+        torch.mul(g[:H], h, out=rl[t])
+        n, u = g[2 * H :].addmm_(U_n, rl[t]).tanh_(), g[H : 2 * H]
+        torch.addcmul(n, u, h - n, out=hl[t + 1])
+
+
+def backward_steps(
+    dh_out: torch.Tensor, U: torch.Tensor, gates: torch.Tensor, hs: torch.Tensor, dA: torch.Tensor
+) -> None:
+    """The backward loop in Python (the C++ `gru_backward_steps` is the same with two fused passes a step).
+
+    dh_out (T, H, B): the gradient reaching each h_t from outside the recurrence. Fills dA (T, 3H, B) with the
+    gates' pre-activation gradients; the weight gradients are products over all steps, made by the caller."""
+    T, _, B = gates.shape
+    H = U.shape[1]
+    U_rut, U_nt = U[: 2 * H].t(), U[2 * H :].t()
+    gl, hl, dal, dhl = gates.unbind(0), hs.unbind(0), dA.unbind(0), dh_out.unbind(0)
+    carry = gates.new_zeros(H, B)  # the gradient reaching h_t from step t + 1
+    drh = gates.new_empty(H, B)
+    for t in range(T - 1, -1, -1):
+        g, da, h = gl[t], dal[t], hl[t]
+        r, u, n = g[:H], g[H : 2 * H], g[2 * H :]
+        dh = dhl[t] + carry
+        torch.mul(dh, 1 - u, out=da[2 * H :]).mul_(1 - n * n)  # through tanh
+        torch.mul(dh, h - n, out=da[H : 2 * H]).mul_(u * (1 - u))  # through σ
+        torch.mul(dh, u, out=carry)
+        torch.mm(U_nt, da[2 * H :], out=drh)  # reaching r ⊙ h_{t-1}
+        torch.mul(drh, h, out=da[:H]).mul_(r * (1 - r))
+        carry.addcmul_(drh, r)
+        if t:  # h_0 is zero: nothing to send it
+            carry.addmm_(U_rut, da[: 2 * H])
+
+
+def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
+    """(forward loop, backward loop): the C++ ones on the CPU where they build (`lstm_kernel`), else the
+    Python ones above."""
+    ops = lstm_kernel.load() if device.type == "cpu" and lstm_kernel.choice() != "python" else None
+    if ops is None:
+        note_kernel("gru_cho", "python")
+        return forward_steps, backward_steps
+    note_kernel("gru_cho", f"cpp-{lstm_kernel.simd()[0]}")
+    return ops.gru_forward_steps, ops.gru_backward_steps
+
+
+class _ChoRecurrence(torch.autograd.Function):
+    """One layer with a hand-written backward. In: x (T, B, I); W (3H, I), b_ih, b_hh (3H), U (3H, H) in
+    nn.GRU's layout. Out: h (T, H, B)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b_ih, b_hh, U):
+        T, B, _ = x.shape
+        H = U.shape[1]
+        xs = torch.baddbmm((b_ih + b_hh).unsqueeze(1), W.expand(T, -1, -1), x.transpose(1, 2))  # (T, 3H, B)
+        hs, rhs = x.new_zeros(T + 1, H, B), x.new_empty(T, H, B)
+        fwd, _ = steps(x.device)
+        fwd(xs, U, hs, rhs)
+        ctx.save_for_backward(x, W, U, xs, hs, rhs)
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, dh_out):
+        x, W, U, xs, hs, rhs = ctx.saved_tensors
+        H = U.shape[1]
+        dA = torch.empty_like(xs)
+        _, bwd = steps(xs.device)
+        bwd(dh_out.contiguous(), U, xs, hs, dA)
+        steps_and_batch = ([0, 2], [0, 2])  # the weight gradients: one product each over all steps
+        dU = torch.cat(
+            [
+                torch.tensordot(dA[:, : 2 * H], hs[:-1], dims=steps_and_batch),
+                torch.tensordot(dA[:, 2 * H :], rhs, dims=steps_and_batch),
+            ]
+        )
+        dx = torch.matmul(W.t(), dA).transpose(1, 2) if ctx.needs_input_grad[0] else None
+        dW = torch.tensordot(dA, x, dims=([0, 2], [0, 1]))
+        db = dA.sum((0, 2))
+        return dx, dW, db, db, dU
 
 
 class _Layer(nn.Module):
@@ -29,7 +131,12 @@ class _Layer(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(3 * H).uniform_(-k, k))
         self.bias_hh = nn.Parameter(torch.empty(3 * H).uniform_(-k, k))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, I) -> (T, B, H)
+    def fast(self, x: torch.Tensor) -> torch.Tensor:
+        """x (T, B, I) -> h (T, H, B): the hand-written recurrence."""
+        return _ChoRecurrence.apply(x, self.weight_ih, self.bias_ih, self.bias_hh, self.weight_hh)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference: the equations step by step through autograd. x (T, B, I) -> h (T, B, H)."""
         H = self.H
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)  # (T, B, 3H)
         U_ru, U_n = self.weight_hh[: 2 * H], self.weight_hh[2 * H :]
@@ -46,8 +153,17 @@ class _Layer(nn.Module):
 
 
 class GRUCho(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        implementation: Literal["fast", "reference"] = "fast",
+    ) -> None:
         super().__init__()
+        if num_layers < 1:
+            raise OptionsError(f"gru_cho: num_layers must be >= 1, got {num_layers}.")
+        self.fast = implementation == "fast"
         self.layers = nn.ModuleList(
             _Layer(input_size if n == 0 else hidden_size, hidden_size) for n in range(num_layers)
         )
@@ -55,6 +171,10 @@ class GRUCho(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
         h = x.transpose(0, 1)
+        if self.fast:  # layers pass h in the (T, H, B) layout of the loops
+            for layer in self.layers:
+                h = layer.fast(h).transpose(1, 2)
+            return h.transpose(0, 1)
         for layer in self.layers:
             h = layer(h)
         return h.transpose(0, 1)

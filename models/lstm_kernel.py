@@ -1,10 +1,10 @@
-"""Builds and loads the C++ time loops of the shared LSTM cell and of the depth-gated LSTM (`csrc/lstm_cell.cpp`).
+"""Builds and loads the C++ time loops of the shared LSTM cell, of the depth-gated LSTM and of Cho et al.'s
+GRU (`csrc/lstm_cell.cpp`, one extension).
 
-The C++ loops fuse each step's element-wise work into one vectorised pass (see the C++ file); the Python
-loops in `lstm_cell.py` and `depth_gated_lstm.py` are their specification, and the two agree to float
-precision. The extension is
-compiled with `torch.utils.cpp_extension` on first use (needs a C++ compiler and ninja; ~30-60 s, once) and
-cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions) for
+The C++ loops fuse each step's element-wise work into vectorised passes (see the C++ file); the Python
+loops in `lstm_cell.py`, `depth_gated_lstm.py` and `gru_cho.py` are their specification, and the two agree
+to float precision. The extension is compiled with `torch.utils.cpp_extension` on first use (needs a C++
+compiler and ninja; ~20-60 s, once) and cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions) for
 later processes. It is built for the SIMD level ATen itself uses on this CPU (AVX2 on an AVX2 or AVX-512
 machine, else portable code), and that level is in the extension's name, so a cache shared by different
 machines never loads code the CPU cannot run. If the build fails, a warning says why and the Python loops
@@ -107,3 +107,14 @@ def _register_flops(ops: Any) -> None:
     def _(dh_out, dc_out, R, w_cd, gates, d, c_below, hs, cs, ss, dA, dd, dbelow, dR, out_shape=None):
         T, _, B = gates
         return 2 * (2 * T - 1) * R[0] * R[1] * B
+
+    @register_flop_formula(ops.gru_forward_steps)
+    def _(gates, U, hs, rhs, out_shape=None) -> int:  # U_ru h and U_n (r ⊙ h): all of U once a step
+        T, _, B = gates
+        return 2 * T * U[0] * U[1] * B
+
+    @register_flop_formula(ops.gru_backward_steps)
+    def _(dh_out, U, gates, hs, dA, out_shape=None) -> int:  # U_n^T at every step, U_ru^T from the second
+        T, _, B = gates
+        H = U[1]
+        return 2 * T * H * H * B + 2 * (T - 1) * 2 * H * H * B

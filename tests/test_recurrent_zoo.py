@@ -282,23 +282,28 @@ def test_compiled_path_matches_the_autograd_oracle(variant):
     assert_matches_reference(model, x, w, to_reference, atol=1e-10)
 
 
+OWN_LOOPS = {"depth_gated_lstm": 3, "gru_cho": 2}  # models with their own loops: layers to test them with
+
+
 @pytest.mark.parametrize("loops", ["cpp", "python"])
-def test_depth_gated_fast_path_matches_the_autograd_loop(loops, monkeypatch):
+@pytest.mark.parametrize("name", list(OWN_LOOPS))
+def test_own_loops_match_the_autograd_loop(name, loops, monkeypatch):
     use_loops(monkeypatch, loops)
     torch.manual_seed(7)
-    model = seqbench.load_model("depth_gated_lstm", IN, H, num_layers=3).double()
+    model = seqbench.load_model(name, IN, H, num_layers=OWN_LOOPS[name]).double()
     x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(3, 11, H, dtype=torch.double)
     metrics.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
     ran = f"cpp-{lstm_kernel.simd()[0]}" if loops == "cpp" else "python"
-    assert metrics.kernels() == f"depth_gated_lstm={ran}"
+    assert metrics.kernels() == f"{name}={ran}"
 
 
-def test_depth_gated_loops_agree_in_float32(monkeypatch):
+@pytest.mark.parametrize("name", list(OWN_LOOPS))
+def test_own_loops_agree_in_float32(name, monkeypatch):
     use_loops(monkeypatch, "cpp")
     torch.manual_seed(8)
-    model = seqbench.load_model("depth_gated_lstm", 5, 24, num_layers=2)
+    model = seqbench.load_model(name, 5, 24, num_layers=2)
     x = torch.randn(11, 30, 5, requires_grad=True)
     w = torch.randn(11, 30, 24)
     cpp = grads_of(model, x, w)

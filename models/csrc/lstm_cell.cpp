@@ -1,5 +1,6 @@
 // The time loops of the shared LSTM cell (models/lstm_cell.py), forward and hand-written backward, in C++,
-// with each step's element-wise work fused into one pass over the (H, B) state.
+// with each step's element-wise work fused into one pass over the (H, B) state; below them the same for the
+// depth-gated LSTM (models/depth_gated_lstm.py) and Cho et al.'s GRU (models/gru_cho.py).
 //
 // The Python loops (`forward_steps`, `backward_steps` in lstm_cell.py) are the specification: the same
 // equations, buffers and layout; tests/test_recurrent_zoo.py checks the two against each other and against
@@ -357,6 +358,107 @@ void dg_backward_steps(const at::Tensor& dh_out, const at::Tensor& dc_out, const
   });
 }
 
+// ---- GRU as Cho et al. wrote it (models/gru_cho.py): blocks r, u, n of a (3H, B) step; the reset gate acts
+// on h_{t-1} before U_n, so a step is two products with a pass between them. No per-row constants here, so
+// each pass runs over a step's H x B values as one flat array.
+
+template <typename scalar_t>
+void gru_gate_pointwise(scalar_t* a, const scalar_t* h, scalar_t* rh, int64_t n_all) {
+  using V = Vec<scalar_t>;
+  scalar_t *ar = a, *au = a + n_all;
+  for (int64_t k = 0; k < n_all; k += V::size()) {
+    const int64_t n = std::min<int64_t>(V::size(), n_all - k);
+    const V r = sigmoid(V::loadu(ar + k, n));
+    r.store(ar + k, n);
+    sigmoid(V::loadu(au + k, n)).store(au + k, n);
+    (r * V::loadu(h + k, n)).store(rh + k, n);
+  }
+}
+
+template <typename scalar_t>
+void gru_state_pointwise(scalar_t* a, const scalar_t* h, scalar_t* h_new, int64_t n_all) {
+  using V = Vec<scalar_t>;
+  const scalar_t* au = a + n_all;
+  scalar_t* an = a + 2 * n_all;
+  for (int64_t k = 0; k < n_all; k += V::size()) {
+    const int64_t n = std::min<int64_t>(V::size(), n_all - k);
+    const V nv = V::loadu(an + k, n).tanh();
+    nv.store(an + k, n);
+    (nv + V::loadu(au + k, n) * (V::loadu(h + k, n) - nv)).store(h_new + k, n);  // u h + (1 - u) n
+  }
+}
+
+// Backward, first pass: dh = dh_out + carry (the gradient reaching h_t from step t + 1); writes the
+// pre-activation gradients of u and n and restarts carry at the direct path u ⊙ dh into h_{t-1}.
+template <typename scalar_t>
+void gru_backward_state(const scalar_t* act, const scalar_t* h, const scalar_t* dh_out, scalar_t* carry,
+                        scalar_t* da, int64_t n_all) {
+  using V = Vec<scalar_t>;
+  const V one(scalar_t(1));
+  const scalar_t *gu = act + n_all, *gn = act + 2 * n_all;
+  scalar_t *dau = da + n_all, *dan = da + 2 * n_all;
+  for (int64_t k = 0; k < n_all; k += V::size()) {
+    const int64_t n = std::min<int64_t>(V::size(), n_all - k);
+    const V dh = V::loadu(dh_out + k, n) + V::loadu(carry + k, n);
+    const V u = V::loadu(gu + k, n), nv = V::loadu(gn + k, n), hp = V::loadu(h + k, n);
+    (dh * (one - u) * (one - nv * nv)).store(dan + k, n);
+    (dh * (hp - nv) * (u * (one - u))).store(dau + k, n);
+    (dh * u).store(carry + k, n);
+  }
+}
+
+// Backward, second pass: drh = U_n^T da_n, the gradient reaching r ⊙ h_{t-1}; splits it between r and h_{t-1}.
+template <typename scalar_t>
+void gru_backward_reset(const scalar_t* act, const scalar_t* h, const scalar_t* drh, scalar_t* carry,
+                        scalar_t* da, int64_t n_all) {
+  using V = Vec<scalar_t>;
+  const V one(scalar_t(1));
+  for (int64_t k = 0; k < n_all; k += V::size()) {
+    const int64_t n = std::min<int64_t>(V::size(), n_all - k);
+    const V r = V::loadu(act + k, n), d = V::loadu(drh + k, n);
+    (d * V::loadu(h + k, n) * (r * (one - r))).store(da + k, n);
+    (V::loadu(carry + k, n) + d * r).store(carry + k, n);
+  }
+}
+
+void gru_forward_steps(const at::Tensor& gates, const at::Tensor& U, const at::Tensor& hs, const at::Tensor& rhs) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = U.size(1);
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(hs) && steps_contiguous(rhs),
+              "gru_cho.forward_steps: buffers must be contiguous");
+  const at::Tensor U_ru = U.narrow(0, 0, 2 * H), U_n = U.narrow(0, 2 * H, H);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_forward_steps", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      at::Tensor g = gates.select(0, t), h = hs.select(0, t), rh = rhs.select(0, t);
+      g.narrow(0, 0, 2 * H).addmm_(U_ru, h);
+      gru_gate_pointwise<scalar_t>(g.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), rh.data_ptr<scalar_t>(), H * B);
+      g.narrow(0, 2 * H, H).addmm_(U_n, rh);
+      gru_state_pointwise<scalar_t>(g.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                                    hs.select(0, t + 1).data_ptr<scalar_t>(), H * B);
+    }
+  });
+}
+
+void gru_backward_steps(const at::Tensor& dh_out, const at::Tensor& U, const at::Tensor& gates, const at::Tensor& hs,
+                        const at::Tensor& dA) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = U.size(1);
+  TORCH_CHECK(steps_contiguous(gates) && steps_contiguous(hs) && steps_contiguous(dA) && steps_contiguous(dh_out),
+              "gru_cho.backward_steps: buffers must be contiguous");
+  const at::Tensor U_rut = U.narrow(0, 0, 2 * H).t(), U_nt = U.narrow(0, 2 * H, H).t();
+  at::Tensor carry = at::zeros({H, B}, gates.options()), drh = at::empty({H, B}, gates.options());
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward_steps", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const at::Tensor g = gates.select(0, t), h = hs.select(0, t), da = dA.select(0, t);
+      gru_backward_state<scalar_t>(g.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                                   dh_out.select(0, t).data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(),
+                                   da.data_ptr<scalar_t>(), H * B);
+      at::mm_out(drh, U_nt, da.narrow(0, 2 * H, H));
+      gru_backward_reset<scalar_t>(g.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), drh.data_ptr<scalar_t>(),
+                                   carry.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), H * B);
+      if (t) carry.addmm_(U_rut, da.narrow(0, 0, 2 * H));  // h_0 is zero: nothing to send it
+    }
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(seqbench_lstm_cell, m) {
@@ -373,6 +475,8 @@ TORCH_LIBRARY(seqbench_lstm_cell, m) {
       "dg_backward_steps(Tensor dh_out, Tensor dc_out, Tensor R, Tensor w_cd, Tensor gates, Tensor d, "
       "Tensor c_below, Tensor hs, Tensor cs, Tensor ss, Tensor(a!) dA, Tensor(b!) dd, Tensor(c!) dbelow, "
       "Tensor(d!) dR) -> ()");
+  m.def("gru_forward_steps(Tensor(a!) gates, Tensor U, Tensor(b!) hs, Tensor(c!) rhs) -> ()");
+  m.def("gru_backward_steps(Tensor dh_out, Tensor U, Tensor gates, Tensor hs, Tensor(a!) dA) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(seqbench_lstm_cell, CPU, m) {
@@ -380,4 +484,6 @@ TORCH_LIBRARY_IMPL(seqbench_lstm_cell, CPU, m) {
   m.impl("backward_steps", &backward_steps);
   m.impl("dg_forward_steps", &dg_forward_steps);
   m.impl("dg_backward_steps", &dg_backward_steps);
+  m.impl("gru_forward_steps", &gru_forward_steps);
+  m.impl("gru_backward_steps", &gru_backward_steps);
 }
