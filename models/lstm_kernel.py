@@ -4,16 +4,18 @@ GRU (`csrc/lstm_cell.cpp`, one extension).
 The C++ loops fuse each step's element-wise work into vectorised passes (see the C++ file); the Python
 loops in `lstm_cell.py`, `depth_gated_lstm.py` and `gru_cho.py` are their specification, and the two agree
 to float precision. The extension is compiled with `torch.utils.cpp_extension` on first use (needs a C++
-compiler and ninja; ~20-60 s, once) and cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions) for
-later processes. It is built for the SIMD level ATen itself uses on this CPU (AVX2 on an AVX2 or AVX-512
-machine, else portable code), and that level is in the extension's name, so a cache shared by different
-machines never loads code the CPU cannot run. If the build fails, a warning says why and the Python loops
-run instead. `SEQBENCH_LSTM_KERNEL=python` skips the build; `=cpp` makes a failed build an error.
+compiler and ninja; ~20-60 s, once) and cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default
+~/.cache/torch_extensions) for later processes. It is built for the SIMD level ATen itself uses on this CPU
+(AVX2 on an AVX2 or AVX-512 machine, else portable code), and that level is in the extension's name (with a
+digest of the source), so a cache shared by different machines never loads code the CPU cannot run. If the
+build fails, a warning says why and the Python loops run instead. `SEQBENCH_LSTM_KERNEL=python` skips the
+build; `=cpp` makes a failed build an error.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import warnings
@@ -49,7 +51,10 @@ def load() -> Any | None:
     from torch.utils import cpp_extension
 
     level, flags = simd()
-    name = f"seqbench_lstm_cell_{level}"
+    # The source's and flags' digest in the name: a changed source (a seqbench upgrade) builds afresh, with
+    # the message below, and two versions sharing a cache each keep their own build instead of rebuilding.
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:10]
+    name = f"seqbench_lstm_cell_{level}_{digest}"
     try:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         if not any(build_dir.glob(f"{name}*.so")):
