@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.metrics import note_kernel
 from seqbench.models import lstm_kernel
 
 
@@ -110,12 +109,8 @@ def backward_steps(dh_out, dc_out, R, w_cd, gates, d, c_below, hs, cs, ss, dA, d
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
     """(forward loop, backward loop): the C++ ones on the CPU where they build (`lstm_kernel`, the same
     extension as the shared LSTM cell's), else the Python ones above."""
-    ops = lstm_kernel.load() if device.type == "cpu" and lstm_kernel.choice() != "python" else None
-    if ops is None:
-        note_kernel("depth_gated_lstm", "python")
-        return forward_steps, backward_steps
-    note_kernel("depth_gated_lstm", f"cpp-{lstm_kernel.simd()[0]}")
-    return ops.dg_forward_steps, ops.dg_backward_steps
+    ops = lstm_kernel.ops_for("depth_gated_lstm", device)
+    return (forward_steps, backward_steps) if ops is None else (ops.dg_forward_steps, ops.dg_backward_steps)
 
 
 class _DepthGatedRecurrence(torch.autograd.Function):

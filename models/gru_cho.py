@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.metrics import note_kernel
 from seqbench.models import lstm_kernel
 
 
@@ -78,12 +77,8 @@ def backward_steps(
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
     """(forward loop, backward loop): the C++ ones on the CPU where they build (`lstm_kernel`), else the
     Python ones above."""
-    ops = lstm_kernel.load() if device.type == "cpu" and lstm_kernel.choice() != "python" else None
-    if ops is None:
-        note_kernel("gru_cho", "python")
-        return forward_steps, backward_steps
-    note_kernel("gru_cho", f"cpp-{lstm_kernel.simd()[0]}")
-    return ops.gru_forward_steps, ops.gru_backward_steps
+    ops = lstm_kernel.ops_for("gru_cho", device)
+    return (forward_steps, backward_steps) if ops is None else (ops.gru_forward_steps, ops.gru_backward_steps)
 
 
 class _ChoRecurrence(torch.autograd.Function):

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import torch
 
-from seqbench.metrics import note_kernel
 from seqbench.models import lstm_kernel
 
 
@@ -291,11 +290,9 @@ def backward_steps(dys, dc, R, G, peep, gates, ys, cs, ss, dA, dR, dG, v: Varian
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
     """(forward loop, backward loop) for tensors on `device`: the C++ ones on the CPU where they build
     (`lstm_kernel`), else the Python ones (which run on any device)."""
-    ops = lstm_kernel.load() if device.type == "cpu" and lstm_kernel.choice() != "python" else None
+    ops = lstm_kernel.ops_for("lstm_cell", device)
     if ops is None:
-        note_kernel("lstm_cell", "python")
         return forward_steps, backward_steps
-    note_kernel("lstm_cell", f"cpp-{lstm_kernel.simd()[0]}")
     return (
         lambda *a, v: ops.forward_steps(*a, _flags(v)),
         lambda *a, v: ops.backward_steps(*a, _flags(v)),

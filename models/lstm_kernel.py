@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from seqbench.metrics import note_kernel
+
 SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.cpp"
 ENV = "SEQBENCH_LSTM_KERNEL"
 
@@ -83,6 +85,14 @@ def load() -> Any | None:
             stacklevel=2,
         )
         return None
+
+
+def ops_for(model: str, device: torch.device) -> Any | None:
+    """The C++ ops for a model's loops on `device` (the CPU, where they build), or None where its Python loops
+    must run; either way notes which ran under `model` for the row's `kernels` column."""
+    ops = load() if device.type == "cpu" and choice() != "python" else None
+    note_kernel(model, "python" if ops is None else f"cpp-{simd()[0]}")
+    return ops
 
 
 def _register_flops(ops: Any) -> None:
