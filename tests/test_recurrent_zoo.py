@@ -54,14 +54,20 @@ def test_fast_path_matches_the_autograd_oracle(variant, loops, monkeypatch):
     assert metrics.kernels().startswith(f"lstm_cell={loops}")  # cpp-<SIMD level> or python
 
 
+# 11 fills whole SIMD vectors and leaves a remainder; at 1 a gradient can reach the loops with any stride
+# along the batch
+BATCHES = [11, 1]
+
+
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, monkeypatch):
-    """In single precision too, at a batch that fills whole SIMD vectors and leaves a remainder (11)."""
+def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, batch, monkeypatch):
+    """In single precision too."""
     use_loops(monkeypatch, "cpp")
     torch.manual_seed(2)
     model = LSTMVariant(5, 24, num_layers=2, variant=variant)
-    x = torch.randn(11, 30, 5, requires_grad=True)
-    w = torch.randn(11, 30, 24)
+    x = torch.randn(batch, 30, 5, requires_grad=True)
+    w = torch.randn(batch, 30, 24)
     cpp = grads_of(model, x, w)
     monkeypatch.setenv(lstm_kernel.ENV, "python")
     python = grads_of(model, x, w)
@@ -299,13 +305,14 @@ def test_own_loops_match_the_autograd_loop(name, loops, monkeypatch):
     assert metrics.kernels() == f"{name}={ran}"
 
 
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name", list(OWN_LOOPS))
-def test_own_loops_agree_in_float32(name, monkeypatch):
+def test_own_loops_agree_in_float32(name, batch, monkeypatch):
     use_loops(monkeypatch, "cpp")
     torch.manual_seed(8)
     model = seqbench.load_model(name, 5, 24, num_layers=2)
-    x = torch.randn(11, 30, 5, requires_grad=True)
-    w = torch.randn(11, 30, 24)
+    x = torch.randn(batch, 30, 5, requires_grad=True)
+    w = torch.randn(batch, 30, 24)
     cpp = grads_of(model, x, w)
     monkeypatch.setenv(lstm_kernel.ENV, "python")
     python = grads_of(model, x, w)

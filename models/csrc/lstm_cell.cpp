@@ -49,9 +49,11 @@ template <typename scalar_t>
 using Vec = at::vec::Vectorized<scalar_t>;
 
 // Each step's (rows, B) matrix of a (T, rows, B) buffer is contiguous (the steps themselves may be apart,
-// as in a slice of a larger buffer): all the element-wise passes need.
+// as in a slice of a larger buffer): all the element-wise passes need. As in torch's own test, the stride of a
+// dimension of size 1 does not matter: at batch 1 a gradient can arrive with any stride there.
 inline bool steps_contiguous(const at::Tensor& x) {
-  return x.numel() == 0 || (x.dim() == 3 && x.stride(2) == 1 && (x.size(1) <= 1 || x.stride(1) == x.size(2)));
+  return x.numel() == 0 || (x.dim() == 3 && (x.size(2) <= 1 || x.stride(2) == 1) &&
+                            (x.size(1) <= 1 || x.stride(1) == x.size(2)));
 }
 
 template <typename scalar_t>
