@@ -130,8 +130,9 @@ def step_flops(model: nn.Module, x: torch.Tensor) -> int:
         fused += fused_rnn_flops(module, batch, length, inp.requires_grad)
 
     # One step outside the count first: what is built on first use (the LSTM cell's C++ loops, which register
-    # their FLOP formulas when they load) must exist before the counter copies torch's formula registry.
-    train_step(model, x)
+    # their FLOP formulas when they load) must exist before the counter copies torch's formula registry. One
+    # sequence is enough for that (a whole batch cost ~45 s for memory_network at T = 2000).
+    train_step(model, x[:1])
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.RNNBase)]
     counter = FlopCounterMode(display=False)
     try:
