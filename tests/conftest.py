@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seqbench.models import lstm_kernel
 from seqbench.registry import MODELS, TASKS
 from tests.fakes import FakeEntryPoint
 
@@ -30,3 +31,19 @@ def extra_entry_points():
     for registry, fn in originals.items():
         registry._entry_points = fn
         registry.refresh()
+
+
+@pytest.fixture
+def use_loops(monkeypatch):
+    """`use_loops("cpp" | "python")`: make the models with time loops of their own (the shared LSTM cell,
+    depth_gated_lstm, gru_cho) run their C++ loops or their Python ones for one test. The C++ loops must be
+    there when SEQBENCH_LSTM_KERNEL=cpp (as in .ci/run); elsewhere a machine without a compiler skips the
+    tests that ask for them."""
+
+    def use(loops: str) -> None:
+        must = lstm_kernel.choice() == "cpp"
+        if loops == "cpp" and not must and (lstm_kernel.choice() == "python" or lstm_kernel.load() is None):
+            pytest.skip("the C++ loops of the LSTM cell are not built here")
+        monkeypatch.setenv(lstm_kernel.ENV, loops)
+
+    return use

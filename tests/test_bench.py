@@ -12,7 +12,6 @@ from click.testing import CliRunner
 import seqbench
 from seqbench import bench
 from seqbench.cli import main
-from seqbench.models import lstm_kernel
 from seqbench.store import read_bench
 
 
@@ -64,15 +63,14 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
 
 
 @pytest.mark.parametrize("model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm", "gru_cho"])
-def test_flops_of_the_cpp_loops_equal_those_of_the_python_loops(model, monkeypatch):
+def test_flops_of_the_cpp_loops_equal_those_of_the_python_loops(model, use_loops):
     """The counter cannot see inside the C++ ops; their registered formulas must give what it counts when
     the same loops run in Python."""
-    if lstm_kernel.choice() == "python" or (lstm_kernel.choice() != "cpp" and lstm_kernel.load() is None):
-        pytest.skip("the C++ loops of the LSTM cell are not built here")
+    use_loops("cpp")
     x = torch.randn(3, 7, 4)
     net = seqbench.load_model(model, 4, 5, num_layers=2)
     cpp = bench.step_flops(net, x)
-    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    use_loops("python")
     assert cpp == bench.step_flops(net, x) > 0
 
 

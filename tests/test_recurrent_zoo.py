@@ -32,19 +32,10 @@ def grads_of(model, x, w):
     return [y.detach(), x.grad.clone(), *(p.grad.clone() for p in model.parameters())]
 
 
-def use_loops(monkeypatch, loops: str) -> None:
-    """Make the shared cell run its C++ loops or its Python ones. The C++ loops must be there when
-    SEQBENCH_LSTM_KERNEL=cpp (as in .ci/run); elsewhere a machine without a compiler skips their tests."""
-    must = lstm_kernel.choice() == "cpp"
-    if loops == "cpp" and not must and (lstm_kernel.choice() == "python" or lstm_kernel.load() is None):
-        pytest.skip("the C++ loops of the LSTM cell are not built here")
-    monkeypatch.setenv(lstm_kernel.ENV, loops)
-
-
 @pytest.mark.parametrize("loops", ["cpp", "python"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_fast_path_matches_the_autograd_oracle(variant, loops, monkeypatch):
-    use_loops(monkeypatch, loops)
+def test_fast_path_matches_the_autograd_oracle(variant, loops, use_loops):
+    use_loops(loops)
     torch.manual_seed(0)
     model = LSTMVariant(IN, H, num_layers=2, variant=variant).double()
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
@@ -61,15 +52,15 @@ BATCHES = [11, 1]
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, batch, monkeypatch):
+def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, batch, use_loops):
     """In single precision too."""
-    use_loops(monkeypatch, "cpp")
+    use_loops("cpp")
     torch.manual_seed(2)
     model = LSTMVariant(5, 24, num_layers=2, variant=variant)
     x = torch.randn(batch, 30, 5, requires_grad=True)
     w = torch.randn(batch, 30, 24)
     cpp = grads_of(model, x, w)
-    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    use_loops("python")
     python = grads_of(model, x, w)
     for a, b in zip(cpp, python, strict=True):  # gradients sum over steps and batch: error relative to scale
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
@@ -293,8 +284,8 @@ OWN_LOOPS = {"depth_gated_lstm": 3, "gru_cho": 2}  # models with their own loops
 
 @pytest.mark.parametrize("loops", ["cpp", "python"])
 @pytest.mark.parametrize("name", list(OWN_LOOPS))
-def test_own_loops_match_the_autograd_loop(name, loops, monkeypatch):
-    use_loops(monkeypatch, loops)
+def test_own_loops_match_the_autograd_loop(name, loops, use_loops):
+    use_loops(loops)
     torch.manual_seed(7)
     model = seqbench.load_model(name, IN, H, num_layers=OWN_LOOPS[name]).double()
     x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
@@ -307,14 +298,14 @@ def test_own_loops_match_the_autograd_loop(name, loops, monkeypatch):
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name", list(OWN_LOOPS))
-def test_own_loops_agree_in_float32(name, batch, monkeypatch):
-    use_loops(monkeypatch, "cpp")
+def test_own_loops_agree_in_float32(name, batch, use_loops):
+    use_loops("cpp")
     torch.manual_seed(8)
     model = seqbench.load_model(name, 5, 24, num_layers=2)
     x = torch.randn(batch, 30, 5, requires_grad=True)
     w = torch.randn(batch, 30, 24)
     cpp = grads_of(model, x, w)
-    monkeypatch.setenv(lstm_kernel.ENV, "python")
+    use_loops("python")
     python = grads_of(model, x, w)
     for a, b in zip(cpp, python, strict=True):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
