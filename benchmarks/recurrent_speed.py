@@ -106,11 +106,6 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", help="also write the raw figures here")
-    ap.add_argument(
-        "--compiled",
-        action="store_true",
-        help="also time implementation='compiled' (torch.compile) of the models that offer it",
-    )
     ap.add_argument("--memory-of", nargs=5, metavar=("MODEL", "H", "T", "B", "I"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_of:
@@ -131,14 +126,6 @@ def main() -> None:
             if "depth_gated_lstm" in args.models:  # two layers by default: compare it with two layers too
                 models["nn.LSTM-2layers"] = TorchLSTM(args.inputs, H, num_layers=2)
             models.update({m: seqbench.load_model(m, args.inputs, H) for m in args.models})
-            if args.compiled:
-                models.update(
-                    {
-                        f"{m}+compiled": seqbench.load_model(m, args.inputs, H, implementation="compiled")
-                        for m in args.models
-                        if m.startswith("lstm_")
-                    }
-                )
             for m in models.values():  # warm-up (allocator, oneDNN primitives)
                 step(m, x)
             times: dict[str, list[float]] = {name: [] for name in models}

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.models.lstm import set_forget_bias
+from seqbench.models.common import set_forget_bias
 
 
 class ConvRNN(nn.Module):

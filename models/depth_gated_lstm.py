@@ -11,7 +11,7 @@ plain LSTM. With num_layers = 1 the model is a plain LSTM (on this loop, not the
 is 2 layers so that there is a depth gate.
 
 Each layer's recurrence is a `torch.autograd.Function` with a hand-written backward, like the shared LSTM
-cell, and like it runs its time loops in C++ on the CPU (`csrc/lstm_cell.cpp`, built on first use; the
+cell, and like it runs its time loops in C++ on the CPU (`csrc/recurrent_loops.cpp`, built on first use; the
 Python loops below are the fallback and the specification); `implementation="reference"` runs the plain
 autograd loop it is tested against.
 """
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.models import lstm_kernel
+from seqbench.models import cpp_loops
 
 
 def forward_steps(gates, d, c_below, R, w_cd, hs, cs, ss) -> None:
@@ -107,9 +107,9 @@ def backward_steps(dh_out, dc_out, R, w_cd, gates, d, c_below, hs, cs, ss, dA, d
 
 
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
-    """(forward loop, backward loop): the C++ ones on the CPU where they build (`lstm_kernel`, the same
+    """(forward loop, backward loop): the C++ ones on the CPU where they build (`cpp_loops`, the same
     extension as the shared LSTM cell's), else the Python ones above."""
-    ops = lstm_kernel.ops_for("depth_gated_lstm", device)
+    ops = cpp_loops.ops_for("depth_gated_lstm", device)
     return (forward_steps, backward_steps) if ops is None else (ops.dg_forward_steps, ops.dg_backward_steps)
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.models.lstm import set_forget_bias
+from seqbench.models.common import set_forget_bias
 from seqbench.models.ntm import content_weights
 
 _EPS = 1e-6

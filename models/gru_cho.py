@@ -11,7 +11,7 @@ costs two products. Parameters use nn.GRU's layout (gate order r, u(z), n), so w
 two differ only where r sits (b_n = b_in + b_hn).
 
 Each layer's recurrence is a `torch.autograd.Function` with a hand-written backward, in the (features, batch)
-layout of the shared LSTM cell, and like it runs its time loops in C++ on the CPU (`csrc/lstm_cell.cpp`, the
+layout of the shared LSTM cell, and like it runs its time loops in C++ on the CPU (`csrc/recurrent_loops.cpp`, the
 same extension, built on first use; `SEQBENCH_LSTM_KERNEL` chooses as there). The Python loops below are the
 fallback and the specification; `implementation="reference"` runs the plain autograd loop they are tested
 against. The input projections of all steps are one product before the loop.
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
-from seqbench.models import lstm_kernel
+from seqbench.models import cpp_loops
 
 
 def forward_steps(gates: torch.Tensor, U: torch.Tensor, hs: torch.Tensor, rhs: torch.Tensor) -> None:
@@ -75,9 +75,9 @@ def backward_steps(
 
 
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
-    """(forward loop, backward loop): the C++ ones on the CPU where they build (`lstm_kernel`), else the
+    """(forward loop, backward loop): the C++ ones on the CPU where they build (`cpp_loops`), else the
     Python ones above."""
-    ops = lstm_kernel.ops_for("gru_cho", device)
+    ops = cpp_loops.ops_for("gru_cho", device)
     return (forward_steps, backward_steps) if ops is None else (ops.gru_forward_steps, ops.gru_backward_steps)
 
 

@@ -12,19 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
-
-
-def set_forget_bias(module: nn.LSTM | nn.LSTMCell, value: float = 1.0) -> None:
-    """Start the forget gate of PyTorch's LSTM (every layer) or LSTMCell at bias `value`. The gate order
-    in PyTorch is input, forget, cell, output, and the two biases add up: the input-side one gets the value,
-    the recurrent one zero."""
-    H = module.hidden_size
-    suffixes = [""] if isinstance(module, nn.LSTMCell) else [f"_l{k}" for k in range(module.num_layers)]
-    with torch.no_grad():
-        for sfx in suffixes:
-            getattr(module, f"bias_ih{sfx}")[H : 2 * H].fill_(value)
-            getattr(module, f"bias_hh{sfx}")[H : 2 * H].zero_()
+from seqbench.models.common import RecurrentInit, init_recurrent, set_forget_bias
 
 
 class LSTM(nn.Module):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from seqbench.models import lstm_kernel
+from seqbench.models import cpp_loops
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _dtanh_(grad: torch.Tensor, t: torch.Tensor) -> None:
 
 
 def _flags(v: Variant) -> list[int]:
-    """The variant as the C++ loops take it (models/csrc/lstm_cell.cpp, struct Flags)."""
+    """The variant as the C++ loops take it (models/csrc/recurrent_loops.cpp, struct Flags)."""
     return [
         int(x)
         for x in (
@@ -289,8 +289,8 @@ def backward_steps(dys, dc, R, G, peep, gates, ys, cs, ss, dA, dR, dG, v: Varian
 
 def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None]]:
     """(forward loop, backward loop) for tensors on `device`: the C++ ones on the CPU where they build
-    (`lstm_kernel`), else the Python ones (which run on any device)."""
-    ops = lstm_kernel.ops_for("lstm_cell", device)
+    (`cpp_loops`), else the Python ones (which run on any device)."""
+    ops = cpp_loops.ops_for("lstm_cell", device)
     if ops is None:
         return forward_steps, backward_steps
     return (

@@ -19,25 +19,8 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.common import RecurrentInit, init_recurrent
 from seqbench.models.lstm_cell import VARIANTS, recurrence, reference_forward
-from seqbench.models.lstm_compiled import fused_recurrence
-
-RecurrentInit = Literal["default", "orthogonal", "identity"]
-
-
-def init_recurrent(weight: torch.Tensor, hidden: int, how: str) -> None:
-    """Initialise each (H, H) block of a stacked recurrent matrix: PyTorch's uniform default, orthogonal
-    (Saxe et al. 2014) or identity (Le et al. 2015)."""
-    if how == "default":
-        return
-    with torch.no_grad():
-        for block in weight.split(hidden, dim=0):
-            if how == "orthogonal":
-                nn.init.orthogonal_(block)
-            elif how == "identity":
-                block.copy_(torch.eye(hidden, block.shape[1], dtype=block.dtype))
-            else:
-                raise OptionsError(f"recurrent_init must be default, orthogonal or identity, got {how!r}.")
 
 
 class _Layer(nn.Module):
@@ -78,16 +61,15 @@ class _Layer(nn.Module):
             return recurrence(self.v, x, W, b, R, G, peep, zeros, zeros)[0].transpose(1, 2)
         # The input projection W x + b of every step hoisted out of the loop, in (T, nH, B).
         xs = torch.baddbmm(b.unsqueeze(1), W.expand(x.shape[0], -1, -1), x.transpose(1, 2))
-        if impl == "compiled":
-            return fused_recurrence(self.v, xs, R, G, peep, zeros, zeros)[0].transpose(1, 2)
         peep_d = dict(zip("ifo", peep, strict=True))
         return reference_forward(self.v, xs.transpose(1, 2), R, G, peep_d, zeros, zeros)[0]
 
 
 class LSTMVariant(nn.Module):
     """A stack of `num_layers` cells of one variant. `implementation`: "fast" (hand-written backward, the
-    default), "compiled" (the same with each step's element-wise work fused by torch.compile; compiles on
-    first use), or "reference" (the equations through autograd step by step: slow, the oracle)."""
+    default) or "reference" (the equations through autograd step by step: slow, the oracle). A third,
+    torch.compile of each step's element-wise work, measured slower than "fast" on the CPU here and was
+    removed."""
 
     variant_name = "vanilla"
 
@@ -99,7 +81,7 @@ class LSTMVariant(nn.Module):
         forget_bias: float = 1.0,
         recurrent_init: RecurrentInit = "default",
         variant: str | None = None,
-        implementation: Literal["fast", "compiled", "reference"] = "fast",
+        implementation: Literal["fast", "reference"] = "fast",
     ) -> None:
         super().__init__()
         if variant is not None and type(self) is not LSTMVariant:

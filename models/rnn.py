@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqbench.models.lstm_variants import RecurrentInit, init_recurrent
+from seqbench.models.common import RecurrentInit, init_recurrent
 
 
 class RNN(nn.Module):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqbench.models import lstm_kernel
+from seqbench.models import cpp_loops
 from seqbench.registry import MODELS, TASKS
 from tests.fakes import FakeEntryPoint
 
@@ -41,9 +41,9 @@ def use_loops(monkeypatch):
     tests that ask for them."""
 
     def use(loops: str) -> None:
-        must = lstm_kernel.choice() == "cpp"
-        if loops == "cpp" and not must and (lstm_kernel.choice() == "python" or lstm_kernel.load() is None):
+        must = cpp_loops.choice() == "cpp"
+        if loops == "cpp" and not must and (cpp_loops.choice() == "python" or cpp_loops.load() is None):
             pytest.skip("the C++ loops of the LSTM cell are not built here")
-        monkeypatch.setenv(lstm_kernel.ENV, loops)
+        monkeypatch.setenv(cpp_loops.ENV, loops)
 
     return use

@@ -8,7 +8,7 @@ import torch
 
 import seqbench
 from seqbench import metrics
-from seqbench.models import lstm_compiled, lstm_kernel
+from seqbench.models import cpp_loops
 from seqbench.models.lstm_cell import VARIANTS, Variant, _split, _step
 from seqbench.models.lstm_variants import LSTMVariant
 
@@ -67,9 +67,9 @@ def test_cpp_loops_agree_with_the_python_loops_in_float32(variant, batch, use_lo
 
 
 def test_kernel_choice_is_checked(monkeypatch):
-    monkeypatch.setenv(lstm_kernel.ENV, "fortran")
+    monkeypatch.setenv(cpp_loops.ENV, "fortran")
     with pytest.raises(ValueError, match="auto, cpp or python"):
-        lstm_kernel.choice()
+        cpp_loops.choice()
 
 
 def test_shared_cell_without_peepholes_equals_torch_lstm():
@@ -264,21 +264,6 @@ def test_clockwork_fast_path_matches_the_autograd_loop():
     assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
 
 
-@pytest.mark.slow  # compiles two kernels per variant on first use (seconds each; cached on disk after)
-@pytest.mark.parametrize("variant", ["vanilla", "fgr"])
-def test_compiled_path_matches_the_autograd_oracle(variant):
-    torch.manual_seed(6)
-    model = LSTMVariant(IN, H, variant=variant, implementation="compiled").double()
-    x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
-    w = torch.randn(4, 9, H, dtype=torch.double)
-
-    def to_reference(model):
-        assert lstm_compiled._ready[VARIANTS[variant]], "compilation failed: the eager fallback ran instead"
-        model.implementation = "reference"
-
-    assert_matches_reference(model, x, w, to_reference, atol=1e-10)
-
-
 OWN_LOOPS = {"depth_gated_lstm": 3, "gru_cho": 2}  # models with their own loops: layers to test them with
 
 
@@ -292,7 +277,7 @@ def test_own_loops_match_the_autograd_loop(name, loops, use_loops):
     w = torch.randn(3, 11, H, dtype=torch.double)
     metrics.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
-    ran = f"cpp-{lstm_kernel.simd()[0]}" if loops == "cpp" else "python"
+    ran = f"cpp-{cpp_loops.simd()[0]}" if loops == "cpp" else "python"
     assert metrics.kernels() == f"{name}={ran}"
 
 

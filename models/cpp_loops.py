@@ -1,5 +1,7 @@
-"""Builds and loads the C++ time loops of the shared LSTM cell, of the depth-gated LSTM and of Cho et al.'s
-GRU (`csrc/lstm_cell.cpp`, one extension).
+"""Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
+source in `csrc/` (today `recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU).
+A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
+hold the `TORCH_LIBRARY` block) and is built with the others.
 
 The C++ loops fuse each step's element-wise work into vectorised passes (see the C++ file); the Python
 loops in `lstm_cell.py`, `depth_gated_lstm.py` and `gru_cho.py` are their specification, and the two agree
@@ -26,7 +28,7 @@ import torch
 
 from seqbench.metrics import note_kernel
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.cpp"
+SOURCES = sorted(Path(__file__).with_name("csrc").glob("*.cpp"))
 ENV = "SEQBENCH_LSTM_KERNEL"
 
 
@@ -49,37 +51,39 @@ def simd() -> tuple[str, list[str]]:
 
 @functools.cache
 def load() -> Any | None:
-    """torch.ops.seqbench_lstm_cell once built (building it if needed), or None (with a warning) if not."""
+    """torch.ops.seqbench_recurrent once built (building it if needed), or None (with a warning) if not."""
     from torch.utils import cpp_extension
 
     level, flags = simd()
     # The source's and flags' digest in the name: a changed source (a seqbench upgrade) builds afresh, with
     # the message below, and two versions sharing a cache each keep their own build instead of rebuilding.
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:10]
-    name = f"seqbench_lstm_cell_{level}_{digest}"
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(flags).encode()).hexdigest()[
+        :10
+    ]
+    name = f"seqbench_recurrent_{level}_{digest}"
     try:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         if not any(build_dir.glob(f"{name}*.so")):
             print(
-                f"seqbench: compiling the LSTM cell's C++ loops for {level} (once; cached in {build_dir})",
+                f"seqbench: compiling the C++ recurrent loops for {level} (once; cached in {build_dir})",
                 file=sys.stderr,
                 flush=True,
             )
         cpp_extension.load(
             name=name,
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             extra_cflags=["-O3", *flags],
             is_python_module=False,
             verbose=False,
         )
-        ops = torch.ops.seqbench_lstm_cell
+        ops = torch.ops.seqbench_recurrent
         _register_flops(ops)
         return ops
     except Exception as exc:  # no compiler, no ninja, an unsupported platform: never break a run
         if choice() == "cpp":
             raise
         warnings.warn(
-            f"The C++ loops of the LSTM cell did not build ({type(exc).__name__}: {exc}); the Python loops "
+            f"The C++ recurrent loops did not build ({type(exc).__name__}: {exc}); the Python loops "
             f"run instead (same equations, slower). Set {ENV}=python to skip the attempt.",
             RuntimeWarning,
             stacklevel=2,

@@ -463,7 +463,7 @@ void gru_backward_steps(const at::Tensor& dh_out, const at::Tensor& U, const at:
 
 }  // namespace
 
-TORCH_LIBRARY(seqbench_lstm_cell, m) {
+TORCH_LIBRARY(seqbench_recurrent, m) {
   m.def(
       "forward_steps(Tensor(a!) gates, Tensor R, Tensor G, Tensor peep, Tensor(b!) ys, Tensor(c!) cs, "
       "Tensor(d!) ss, int[] flags) -> ()");
@@ -481,7 +481,7 @@ TORCH_LIBRARY(seqbench_lstm_cell, m) {
   m.def("gru_backward_steps(Tensor dh_out, Tensor U, Tensor gates, Tensor hs, Tensor(a!) dA) -> ()");
 }
 
-TORCH_LIBRARY_IMPL(seqbench_lstm_cell, CPU, m) {
+TORCH_LIBRARY_IMPL(seqbench_recurrent, CPU, m) {
   m.impl("forward_steps", &forward_steps);
   m.impl("backward_steps", &backward_steps);
   m.impl("dg_forward_steps", &dg_forward_steps);
