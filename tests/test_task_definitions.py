@@ -205,3 +205,18 @@ def test_adding_is_solved_by_mse_below_one_hundredth():
     assert old.solved({"accuracy": 0.995, "mse": 1.0}, 0.99) and not old.solved(
         {"accuracy": 0.9, "mse": 0.0}, 0.99
     )
+
+
+def test_adding_chance_is_the_constant_predictor_on_the_scored_set():
+    """The plateau's 0.179 is the constant 1 on the `quick` preset's fixed 256 sequences at T = 100, not 1/6."""
+    from seqbench.runner import Evaluator
+
+    task = seqbench.load_task("adding")
+    sets = Evaluator(task, 256, torch.device("cpu")).sets[100]
+    chance = task.chance_on(100, sets)
+    y = torch.cat([b.targets[b.mask].squeeze(-1) for b in sets])
+    assert chance["mse"] == pytest.approx(((y - 1) ** 2).mean().item(), rel=1e-6)
+    assert chance["mse"] == pytest.approx(0.1793, abs=5e-4)
+    assert task.chance(100)["mse"] == pytest.approx(1 / 6)  # the expectation, which a larger set approaches
+    big = Evaluator(task, 4096, torch.device("cpu")).sets[100]
+    assert task.chance_on(100, big)["mse"] == pytest.approx(1 / 6, abs=0.01)
