@@ -51,7 +51,7 @@ class StackManipulation(ChomskyTask):
                             stack.pop()
                     else:
                         stack.append(a - PUSH0)
-            y = stack[::-1] + [END]
+            y = [*stack[::-1], END]
             xs.append(x)
             ys.append(y + [0] * (length + 1 - len(y)))
         return torch.tensor(xs), torch.tensor(ys)
