@@ -96,7 +96,7 @@ def test_repeat_copy_repeats_then_ends():
 
 
 def test_mqar_queries_ask_for_their_own_values():
-    task = seqbench.load_task("mqar", vocab=64, seq_len=32, eval_lengths=(8,))
+    task = seqbench.load_task("mqar", variant="seqbench", vocab=64, seq_len=32, eval_lengths=(8,))
     b = task.sample(16, 6, gen(6))
     for row in range(16):
         pairs = dict(zip(b.inputs[row, 0:12:2].tolist(), b.inputs[row, 1:12:2].tolist(), strict=True))
