@@ -125,3 +125,76 @@ def test_mqar_seqbench_variant_keeps_the_old_form():
     fill = ~b.mask.clone()
     fill[:, :8] = False
     assert torch.all(b.inputs[fill] == 0)
+
+
+# -- induction heads: HazyResearch/safari src/dataloaders/synthetics.py -------------------------------------
+
+
+def test_induction_heads_trains_on_every_next_token_and_scores_the_last():
+    task = seqbench.load_task("induction_heads")
+    L = 256
+    b = task.sample(N_SEQ, L, gen(3))
+    assert b.inputs.shape == b.targets.shape == (N_SEQ, L + 1) and task.data == 14
+    assert torch.equal(b.targets[:, :-1], b.inputs[:, 1:])  # next-token targets at every position
+    assert b.mask.sum() == N_SEQ and b.mask[:, -1].all()  # only the answer is scored
+    triggers = (b.inputs == task.trigger).sum(1)
+    assert torch.all(triggers == 2) and torch.all(b.inputs[:, -1] == task.trigger)
+    first = (b.inputs == task.trigger).float().argmax(1)
+    rows = torch.arange(N_SEQ)
+    assert torch.equal(b.targets[:, -1], b.inputs[rows, first + 1])
+    # safari's trigger position: uniform over 0..L-3 (mean (L - 3) / 2), data symbols uniform over 14
+    assert first.float().mean().item() == pytest.approx((L - 3) / 2, rel=0.05) and first.max() <= L - 3
+    data = b.inputs[b.inputs != task.trigger]
+    assert data.max() == 13 and entropy_bits(data) == pytest.approx(math.log2(14), abs=0.01)
+    # the loss covers every position: a model right only at the answer still pays for the rest
+    right_at_end = torch.zeros(N_SEQ, L + 1, task.output_size)
+    right_at_end[rows, -1, b.targets[:, -1]] = 50.0
+    assert task.metrics(right_at_end, b)["accuracy"] == 1.0
+    assert task.loss(right_at_end, b).item() > 2.0
+    old = seqbench.load_task("induction_heads", variant="seqbench")
+    ob = old.sample(8, 64, gen(4))
+    assert ob.steps == 64 and old.loss(torch.zeros(8, 64, old.output_size), ob).item() == pytest.approx(
+        math.log(16)
+    )
+
+
+# -- selective copy: athms/mad-lab mad/data/instances.py ----------------------------------------------------
+
+
+def mad_selective_copy(vocab: int, seq_len: int, k: int, rng: np.random.Generator):
+    """MAD's `generate_copying_instance(selective=True)`, its NumPy calls kept (global RNG on its line 556)."""
+    copy_token, blank = vocab - 1, vocab - 2
+    n_blank = seq_len - 2 * k - 1
+    to_copy = rng.choice(np.arange(vocab - 2), size=(k,), replace=True)
+    inputs = np.insert(np.array(to_copy), np.random.randint(0, k, n_blank), [blank] * n_blank).tolist()
+    inputs += [copy_token] + [blank] * k
+    targets = [-100] * (k + n_blank + 1) + list(to_copy)
+    return np.array(inputs), np.array(targets)
+
+
+def test_selective_copy_places_data_and_answers_as_mad_does():
+    task = seqbench.load_task("selective_copy", length=64)
+    b = task.sample(N_SEQ, 64, gen(5))
+    np.random.seed(5)
+    rng = np.random.default_rng(5)
+    ref = [mad_selective_copy(16, 64, 16, rng) for _ in range(N_SEQ)]
+    ref_in = torch.tensor(np.stack([r[0] for r in ref]))
+    ref_tg = torch.tensor(np.stack([r[1] for r in ref]))
+    assert b.inputs.shape == ref_in.shape == (N_SEQ, 64)
+    # the answer phase: one copy token, then 16 blanks, scored on exactly those 16 steps
+    assert torch.all(b.inputs[:, 47] == 15) and torch.all(ref_in[:, 47] == 15)
+    assert torch.all(b.inputs[:, 48:] == 14) and torch.equal(b.mask, ref_tg != -100)
+    # the last data token always sits next to the copy token, in ours as in MAD's
+    assert torch.all(b.inputs[:, 46] < 14) and torch.all(ref_in[:, 46] < 14)
+
+    # where the data sit: mean position of each data token equals MAD's
+    def positions(x):
+        return torch.stack([(row[:47] < 14).nonzero().squeeze(1) for row in x]).float()
+
+    assert torch.allclose(positions(b.inputs).mean(0), positions(ref_in).mean(0), atol=0.6)
+    for row in range(0, N_SEQ, 101):  # the answer is the data, in order
+        assert torch.equal(b.targets[row, 48:], b.inputs[row, :47][b.inputs[row, :47] < 14])
+    assert entropy_bits(b.targets[b.mask]) == pytest.approx(math.log2(14), abs=0.02)
+    assert task.chance(64)["token_accuracy"] == 1 / 14
+    old = seqbench.load_task("selective_copy", length=64, variant="seqbench")
+    assert old.sample(4, 64, gen(6)).steps == 80

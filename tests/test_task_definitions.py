@@ -113,7 +113,7 @@ def test_mqar_refuses_more_keys_than_the_vocabulary_holds():
 
 
 def test_selective_copy_and_induction_heads_targets():
-    sc = seqbench.load_task("selective_copy", length=40)
+    sc = seqbench.load_task("selective_copy", length=40, variant="seqbench")
     b = sc.sample(8, 40, gen(7))
     for row in range(8):
         data = b.inputs[row, :40][b.inputs[row, :40] != sc.noise]
