@@ -198,3 +198,53 @@ def test_selective_copy_places_data_and_answers_as_mad_does():
     assert task.chance(64)["token_accuracy"] == 1 / 14
     old = seqbench.load_task("selective_copy", length=64, variant="seqbench")
     assert old.sample(4, 64, gen(6)).steps == 80
+
+
+# -- repeat copy: loudinthecloud/pytorch-ntm tasks/repeatcopytask.py -------------------------------------------
+
+
+def test_repeat_copy_count_on_its_own_step_z_scored_as_pytorch_ntm():
+    task = seqbench.load_task("repeat_copy")
+    mean, std = 5.5, math.sqrt((10**2 - 1) / 12)  # pytorch-ntm's rpt_normalize for repeats 1..10
+    g, counts = gen(7), []
+    for _ in range(200):
+        L = task.sample_length(g)
+        b = task.sample(10, L, g)
+        c = task.bits
+        assert b.inputs.shape[2] == c + 2 and b.targets.shape[2] == c + 1
+        assert torch.all(b.inputs[:, L, c] == 1) and torch.all(b.inputs[:, L, c + 1] == 0)  # delimiter alone
+        z = b.inputs[:, L + 1, c + 1]
+        assert torch.all(z == z[0]) and torch.all(b.inputs[:, L + 1, : c + 1] == 0)  # the count alone
+        R = round(z[0].item() * std + mean)
+        counts.append(R)
+        assert b.steps == L + 2 + R * L + 1 and torch.all(b.inputs[:, L + 2 :] == 0)
+        assert torch.equal(b.targets[:, L + 2 : L + 2 + R * L, :c], b.inputs[:, :L, :c].repeat(1, R, 1))
+        assert torch.all(b.targets[:, -1, c] == 1) and b.targets[:, :-1, c].sum() == 0
+        assert torch.all(b.mask[:, L + 2 :]) and not b.mask[:, : L + 2].any()
+    assert set(counts) <= set(range(1, 11)) and np.mean(counts) == pytest.approx(mean, abs=0.6)
+    zs = [(r - mean) / std for r in counts]  # the z-score is standardised over the training range
+    assert np.mean(zs) == pytest.approx(0.0, abs=0.2) and np.std(zs) == pytest.approx(1.0, abs=0.15)
+
+
+# -- associative recall: MarkPKCollier/NeuralTuringMachine generate_data.py ------------------------------------
+
+
+def test_associative_recall_has_markpks_encoding():
+    task = seqbench.load_task("associative_recall")
+    n, k, c = 5, 3, 6
+    b = task.sample(N_SEQ, n, gen(8))
+    assert b.inputs.shape == (N_SEQ, n * k + 2 + 2 * k, c + 1) and task.output_size == c
+    assert torch.all(b.inputs[:, : n * k, c] == 0)  # no per-item delimiter channel
+    for step in (n * k, n * k + 1 + k):  # MarkPK's eos: every channel 1
+        assert torch.all(b.inputs[:, step] == 1)
+    assert torch.all(b.inputs[:, -k:] == 0) and torch.all(b.mask[:, -k:]) and b.mask.sum() == N_SEQ * k
+    items = b.inputs[:, : n * k, :c].view(N_SEQ, n, k, c)
+    query = b.inputs[:, n * k + 1 : n * k + 1 + k, :c]
+    asked = []
+    for row in range(N_SEQ):
+        i = next(i for i in range(n) if torch.equal(items[row, i], query[row]))
+        asked.append(i)
+        assert torch.equal(b.targets[row, -k:], items[row, i + 1])
+    # the queried item: uniform over all but the last (MarkPK: randint(0, seq_len - 1))
+    assert max(asked) == n - 2 and np.mean(asked) == pytest.approx((n - 2) / 2, abs=0.1)
+    assert b.inputs[:, : n * k, :c].mean().item() == pytest.approx(0.5, abs=0.01)  # snap_boolean(rand)

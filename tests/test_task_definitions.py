@@ -64,7 +64,7 @@ def test_copy_memory_memoryless_baseline(T):
 
 
 def test_associative_recall_answer_is_the_item_after_the_query():
-    task = seqbench.load_task("associative_recall")
+    task = seqbench.load_task("associative_recall", variant="seqbench")
     n, k = 5, 3
     b = task.sample(32, n, gen(3))
     episode = b.inputs[:, : n * (k + 1)].view(32, n, k + 1, 8)
@@ -87,7 +87,7 @@ def test_priority_sort_outputs_the_highest_priorities_in_order():
 
 
 def test_repeat_copy_repeats_then_ends():
-    task = seqbench.load_task("repeat_copy")
+    task = seqbench.load_task("repeat_copy", variant="seqbench")
     b = task.sample(4, 3, gen(5))
     R = round(b.inputs[0, 3, 9].item() * 10)
     assert b.steps == 3 + 1 + 3 * R + 1
