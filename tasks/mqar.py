@@ -167,8 +167,8 @@ class MQAR(ClassificationTask):
     def summary(self, by_length: dict[int, dict[str, float]]) -> dict[str, float]:
         """Zoology's `valid/accuracy`: the mean over its test configurations (equal sizes); seqbench's form
         keeps the longest training N."""
-        if self.variant == "seqbench":
-            return super().summary(by_length)
+        if self.variant == "seqbench" or set(by_length) != set(self.eval_lengths):
+            return super().summary(by_length)  # (or a run stopped before its final evaluation)
         out = {
             k: sum(m[k] for m in by_length.values()) / len(by_length) for k in next(iter(by_length.values()))
         }

@@ -153,6 +153,7 @@ def test_protocol_lengths_and_score():
     s = task.summary(by_length)
     assert s["accuracy"] == pytest.approx(0.6) and s["loss"] == pytest.approx(2.0)
     assert s["train_length_accuracy"] == 1.0
+    assert task.summary({40: {"accuracy": 0.25}}) == {"accuracy": 0.25}  # stopped before the final evaluation
     assert not task.solved({"accuracy": 1.0}, 0.99)  # a fixed budget, as NNCH trains
     assert task.chance(40)["accuracy"] == 0.5
     with pytest.raises(seqbench.errors.OptionsError, match="beyond"):

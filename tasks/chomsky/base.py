@@ -134,6 +134,8 @@ class ChomskyTask(Task):
     def summary(self, by_length: dict[int, dict[str, float]]) -> dict[str, float]:
         """NNCH's score: every metric averaged over the evaluation lengths beyond the training range."""
         beyond = [metrics for n, metrics in by_length.items() if n > self.train_lengths[1]]
+        if not beyond:  # a run that stopped (diverged) before its final evaluation: the training length's
+            return by_length[self.train_length]
         out = {k: sum(m[k] for m in beyond) / len(beyond) for k in beyond[0]}
         out["train_length_accuracy"] = by_length[self.train_length]["accuracy"]
         return out
