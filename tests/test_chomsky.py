@@ -164,3 +164,14 @@ def test_a_seed_gives_the_same_batch_for_the_python_generated_tasks():
     task = seqbench.load_task("chomsky/modular_arithmetic_brackets", eval_lengths=(41,))
     a, b, c = (task.sample(4, 30, gen(s)) for s in (5, 5, 6))
     assert torch.equal(a.inputs, b.inputs) and not torch.equal(a.inputs, c.inputs)
+
+
+def test_missing_duplicate_string_has_a_regular_shortcut():
+    """ww holds an even number of 1s, so the missing symbol is the parity of the visible ones: NNCH's
+    context-sensitive task is solved by a parity automaton (the LSTM rows in results/reference/literature
+    reach 100% at every length up to 500 after 500 steps)."""
+    task = seqbench.load_task("chomsky/missing_duplicate_string", eval_lengths=(41,))
+    for n in (2, 9, 40):
+        b = task.sample(256, n, gen(n))
+        visible = b.inputs[:, :n]
+        assert torch.equal((visible == 1).sum(1) % 2, b.targets[:, -1])
