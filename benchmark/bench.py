@@ -44,7 +44,12 @@ REFERENCE = "nn.LSTM"
 # two-layer models at their default depth against a two-layer nn.LSTM of the same width.
 FAMILY = {"gru": "nn.GRU", "gru_cho": "nn.GRU", "rnn": "nn.RNN", "irnn": "nn.RNN", "clockwork_rnn": "nn.RNN"}
 FAMILY |= {"depth_gated_lstm": "nn.LSTM-2", "grid_lstm": "nn.LSTM-2"}
-TORCH_MODULES = {"nn.LSTM": (nn.LSTM, 1), "nn.GRU": (nn.GRU, 1), "nn.RNN": (nn.RNN, 1), "nn.LSTM-2": (nn.LSTM, 2)}
+TORCH_MODULES = {
+    "nn.LSTM": (nn.LSTM, 1),
+    "nn.GRU": (nn.GRU, 1),
+    "nn.RNN": (nn.RNN, 1),
+    "nn.LSTM-2": (nn.LSTM, 2),
+}
 
 
 class TorchRecurrent(nn.Module):
