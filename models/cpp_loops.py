@@ -1,5 +1,6 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
-source in `csrc/` (today `recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU).
+source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
+`ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 

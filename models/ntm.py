@@ -15,7 +15,10 @@ and controller state are learned biases, reset for every sequence; the memory bi
 constant, which converged fastest in Collier & Beel 2018 ("Implementing Neural Turing Machines"), and the
 initial weightings start focused on slot 0 so that location-based addressing has a place to start from.
 
-Everything is batched: addressing for all heads and all sequences is a handful of tensor ops per step.
+Everything is batched: addressing for all heads and all sequences is a handful of tensor ops per step. That
+loop (`reference_forward`, `implementation="reference"`) is the specification; by default on the CPU the
+whole time loop runs in C++ with a hand-written backward (ntm_loops.py, csrc/ntm_loops.cpp), equal to it in
+float64 (tests/test_ntm_fast.py).
 The module maps (B, T, input) to (B, T, hidden_size): a linear map of [controller output, read vectors].
 """
 
