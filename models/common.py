@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
@@ -37,6 +38,21 @@ def set_forget_bias(module: nn.LSTM | nn.LSTMCell, value: float = 1.0) -> None:
         for sfx in suffixes:
             getattr(module, f"bias_ih{sfx}")[H : 2 * H].fill_(value)
             getattr(module, f"bias_hh{sfx}")[H : 2 * H].zero_()
+
+
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex type with `dtype`'s precision (states of the complex diagonal recurrences)."""
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def g(v: torch.Tensor) -> torch.Tensor:
+    """minGRU/minLSTM's positive candidate activation (Feng et al. 2024): v + ½ for v ≥ 0, σ(v) below."""
+    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+
+
+def log_g(v: torch.Tensor) -> torch.Tensor:
+    """log g(v), computed stably: log(v + ½) for v ≥ 0, -softplus(-v) below."""
+    return torch.where(v >= 0, (F.relu(v) + 0.5).log(), -F.softplus(-v))
 
 
 def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,15 +24,7 @@ from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.backbone import Mixer, MixerModel, State
-from seqbench.models.common import log_space_scan
-
-
-def g(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
-
-
-def log_g(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(v >= 0, (F.relu(v) + 0.5).log(), -F.softplus(-v))
+from seqbench.models.common import g, log_g, log_space_scan
 
 
 class MinGRUMixer(Mixer):

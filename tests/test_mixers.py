@@ -30,10 +30,15 @@ def recurrent_models() -> list[str]:
 
 # Each option set changes a code path: the short convolution on and off, an inner width, one layer.
 VARIANTS = [{}, {"short_conv": 3, "expand": 2}, {"short_conv": 0, "num_layers": 1}]
+# Chunked forms: chunks shorter than the test sequences, so the passing-on between chunks is exercised
+# (the defaults are longer than T: one padded chunk).
+CHUNKED = {"mamba": {"chunk": 4}, "mamba2": {"chunk": 4}}
 
 
 def build(name: str, **options) -> MixerModel:
     torch.manual_seed(0)
+    if options:
+        options = CHUNKED.get(name, {}) | options
     return seqbench.load_model(name, IN, H, **options).double()
 
 
@@ -45,8 +50,12 @@ def stepped(model: MixerModel, x: torch.Tensor, state) -> tuple[torch.Tensor, tu
     return torch.stack(hs, 1), state
 
 
+def real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
 def grads(outputs, weights, inputs) -> list[torch.Tensor]:
-    loss = sum((o * w).sum() for o, w in zip(outputs, weights, strict=True))
+    loss = sum((real(o) * w).sum() for o, w in zip(outputs, weights, strict=True))
     return list(torch.autograd.grad(loss, inputs, allow_unused=False))
 
 
@@ -57,7 +66,7 @@ def assert_close(a, b, what):
 
 
 def test_the_mixer_models_are_registered():
-    assert {"mingru"} <= set(recurrent_models())
+    assert {"mingru", "minlstm", "hgrn", "lru", "s4d", "mamba", "mamba2"} <= set(recurrent_models())
 
 
 @pytest.mark.parametrize("options", VARIANTS, ids=["default", "conv3-expand2", "noconv-1layer"])
@@ -94,7 +103,7 @@ def test_scan_from_a_carried_over_state(name):
     assert_close(fast, slow, f"{name} outputs")
     for i, (a, b) in enumerate(zip(fast_state, slow_state, strict=True)):
         assert_close(a, b, f"{name} final state {i}")
-    w = [torch.randn_like(fast)] + [torch.randn_like(s) for s in fast_state]
+    w = [torch.randn_like(real(o)) for o in (fast, *fast_state)]
     inputs = [x, *state, *params]
     for i, (a, b) in enumerate(
         zip(grads([fast, *fast_state], w, inputs), grads([slow, *slow_state], w, inputs), strict=True)
