@@ -97,11 +97,16 @@ class _DiagonalScan(torch.autograd.Function):
         return G * h_prev, G, a[0] * G[0]
 
 
-def diagonal_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
-    """h_t = a_t ⊙ h_{t-1} + b_t along dim 1 of (B, T, ...) real tensors, from h0 (B, ...) or zeros. A scan
-    with a hand-written backward (see _DiagonalScan): linear in T in time and memory, no per-step graph."""
+def diagonal_scan(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, time_major: bool = False
+) -> torch.Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t along dim 1 of (B, T, ...) real tensors (dim 0 of (T, B, ...) with
+    `time_major`, which saves two copies), from h0 (B, ...) or zeros. A scan with a hand-written backward
+    (see _DiagonalScan): linear in T in time and memory, no per-step graph."""
     if h0 is None:
-        h0 = b.new_zeros(b.shape[0], *b.shape[2:])
+        h0 = b.new_zeros(b.shape[1:]) if time_major else b.new_zeros(b.shape[0], *b.shape[2:])
     a, b = torch.broadcast_tensors(a, b)
+    if time_major:
+        return _DiagonalScan.apply(a.contiguous(), b.contiguous(), h0.contiguous())
     h = _DiagonalScan.apply(a.transpose(0, 1).contiguous(), b.transpose(0, 1).contiguous(), h0.contiguous())
     return h.transpose(0, 1)

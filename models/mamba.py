@@ -41,11 +41,12 @@ from seqbench.models.common import diagonal_scan
 def _selective_chunk(
     h0: torch.Tensor, dt: torch.Tensor, x: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor, A: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of the selective scan: dt, x (B, L, D); Bm, Cm (B, L, N); A (D, N); h0 (B, D, N)."""
-    a = torch.exp(dt.unsqueeze(-1) * A)  # (B, L, D, N)
+    """One chunk of the selective scan, time-major: dt, x (L, B, D); Bm, Cm (L, B, N); A (D, N); h0 (B, D, N).
+    Returns y (L, B, D) and the last state."""
+    a = torch.exp(dt.unsqueeze(-1) * A)  # (L, B, D, N)
     b = (dt * x).unsqueeze(-1) * Bm.unsqueeze(2)
-    h = diagonal_scan(a, b, h0)
-    return torch.einsum("bldn,bln->bld", h, Cm), h[:, -1]
+    h = diagonal_scan(a, b, h0, time_major=True)
+    return torch.einsum("lbdn,lbn->lbd", h, Cm), h[-1]
 
 
 class MambaMixer(Mixer):
@@ -97,12 +98,12 @@ class MambaMixer(Mixer):
         x, z, dt, Bm, Cm = self._inputs(u)
         A = -torch.exp(self.A_log)
         h, ys = state[0], []
+        series = [t.transpose(0, 1) for t in (dt, x, Bm, Cm)]  # time-major, (T, B, ·)
         for s in range(0, u.shape[1], self.chunk):
-            part = (dt[:, s : s + self.chunk], x[:, s : s + self.chunk])
-            mats = (Bm[:, s : s + self.chunk], Cm[:, s : s + self.chunk])
-            y, h = checkpoint(_selective_chunk, h, *part, *mats, A, use_reentrant=False)
+            parts = [t[s : s + self.chunk] for t in series]
+            y, h = checkpoint(_selective_chunk, h, *parts, A, use_reentrant=False)
             ys.append(y)
-        return self._out(torch.cat(ys, 1), x, z), (h,)
+        return self._out(torch.cat(ys, 0).transpose(0, 1), x, z), (h,)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.scan(u, self.initial_state(u.shape[0], u.device, u.dtype))[0]
