@@ -128,3 +128,34 @@ def test_short_conv_is_an_option_and_zero_switches_it_off(name):
     assert all(b.conv is None for b in without.blocks)
     n = sum(p.numel() for p in with_conv.parameters()) - sum(p.numel() for p in without.parameters())
     assert n == 4 * H * len(with_conv.blocks)
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_diagonal_scan_matches_its_loop_and_gradcheck(time_major):
+    from seqbench.models.common import diagonal_scan
+
+    torch.manual_seed(0)
+    shape = (5, 2, 3) if time_major else (2, 5, 3)
+    a = torch.rand(shape, dtype=torch.double, requires_grad=True)
+    b = torch.randn(shape, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    h, ref = h0, []
+    for t in range(5):
+        at, bt = (a[t], b[t]) if time_major else (a[:, t], b[:, t])
+        h = at * h + bt
+        ref.append(h)
+    expected = torch.stack(ref, 0 if time_major else 1)
+    assert_close(diagonal_scan(a, b, h0, time_major=time_major), expected, "diagonal_scan")
+    assert torch.autograd.gradcheck(
+        lambda a, b, h0: diagonal_scan(a, b, h0, time_major=time_major), (a, b, h0)
+    )
+
+
+@pytest.mark.parametrize("name", recurrent_models())
+def test_scan_in_pieces_equals_one_forward(name):
+    """Streaming / truncated BPTT: the sequence in two pieces, the state carried between them."""
+    model = build(name, short_conv=3)
+    x = torch.randn(B, T, IN, dtype=torch.double)
+    first, state = model.scan(x[:, :4], model.initial_state(B, "cpu", torch.double))
+    second, _ = model.scan(x[:, 4:], state)
+    assert_close(torch.cat([first, second], 1), model(x), f"{name} in two pieces")
