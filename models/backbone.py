@@ -129,7 +129,7 @@ class Block(nn.Module):
     def __init__(self, d: int, mixer: Mixer, short_conv: int, mlp_ratio: int) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.conv = ShortConv(d, short_conv) if short_conv > 1 else None
+        self.conv = ShortConv(d, short_conv) if short_conv > 0 else None
         self.mixer = mixer
         self.mlp = (
             nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
@@ -279,9 +279,10 @@ class MixerModel(nn.Module):
         return tuple(t for b in self.blocks for t in b.initial_state(batch, device, dtype))
 
     def _per_block(self, state: State) -> list[State]:
+        if not hasattr(self, "_tensors_per_block"):  # how many of the state's tensors each block holds
+            self._tensors_per_block = [len(b.initial_state(1, "meta", torch.float32)) for b in self.blocks]
         out, i = [], 0
-        for b in self.blocks:
-            n = len(b.initial_state(1, "meta", torch.float32))
+        for n in self._tensors_per_block:
             out.append(tuple(state[i : i + n]))
             i += n
         return out
