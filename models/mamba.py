@@ -19,7 +19,7 @@ code: A = -(1, 2, …, N) per channel (S4D-Real), Δ's bias so that softplus(b_�
 here the backbone's MLP follows it (`mlp_ratio=0` removes it).
 
 Parallel form: the time axis in chunks of `chunk` steps; per chunk exp(ΔA) and ΔB x are formed (B, L, D, N)
-and run through `diagonal_scan`, then contracted with C; each chunk is recomputed in the backward pass
+and run through `diagonal_scan`, then contracted with C; a large chunk is recomputed in the backward pass
 (activation checkpointing) so memory stays O(T·D) rather than O(T·D·N), as the paper's fused kernel
 recomputes its states. Recurrent form: the equations, one step at a time; state h (B, D, N).
 """
@@ -36,6 +36,11 @@ from torch.utils.checkpoint import checkpoint
 from seqbench.errors import OptionsError
 from seqbench.models.backbone import Mixer, MixerModel, State
 from seqbench.models.common import diagonal_scan
+
+
+# A chunk's (L, B, D, N) tensors above this many elements are recomputed in the backward pass rather than
+# kept (2^22 floats: 16 MB each in float32); small chunks are kept, which saves the recomputation.
+_RECOMPUTE_ABOVE = 2**22
 
 
 def _selective_chunk(
@@ -101,7 +106,10 @@ class MambaMixer(Mixer):
         series = [t.transpose(0, 1) for t in (dt, x, Bm, Cm)]  # time-major, (T, B, ·)
         for s in range(0, u.shape[1], self.chunk):
             parts = [t[s : s + self.chunk] for t in series]
-            y, h = checkpoint(_selective_chunk, h, *parts, A, use_reentrant=False)
+            if parts[0].numel() * self.N > _RECOMPUTE_ABOVE and torch.is_grad_enabled():
+                y, h = checkpoint(_selective_chunk, h, *parts, A, use_reentrant=False)
+            else:
+                y, h = _selective_chunk(h, *parts, A)
             ys.append(y)
         return self._out(torch.cat(ys, 0).transpose(0, 1), x, z), (h,)
 

@@ -159,3 +159,19 @@ def test_scan_in_pieces_equals_one_forward(name):
     first, state = model.scan(x[:, :4], model.initial_state(B, "cpu", torch.double))
     second, _ = model.scan(x[:, 4:], state)
     assert_close(torch.cat([first, second], 1), model(x), f"{name} in two pieces")
+
+
+def test_mamba_recomputed_chunks_equal_the_recurrent_form(monkeypatch):
+    """Large chunks are recomputed in the backward pass (activation checkpointing): force it here."""
+    from seqbench.models import mamba
+
+    monkeypatch.setattr(mamba, "_RECOMPUTE_ABOVE", 0)
+    model = build("mamba", chunk=4)
+    x = torch.randn(B, T, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(B, T, H, dtype=torch.double)
+    params = [x, *model.parameters()]
+    fast = model(x)
+    slow, _ = stepped(model, x, model.initial_state(B, "cpu", torch.double))
+    assert_close(fast, slow, "mamba outputs")
+    for i, (a, b) in enumerate(zip(grads([fast], [w], params), grads([slow], [w], params), strict=True)):
+        assert_close(a, b, f"mamba gradient {i}")
