@@ -37,7 +37,6 @@ from seqbench.errors import OptionsError
 from seqbench.models.backbone import Mixer, MixerModel, State
 from seqbench.models.common import diagonal_scan
 
-
 # A chunk's (L, B, D, N) tensors above this many elements are recomputed in the backward pass rather than
 # kept (2^22 floats: 16 MB each in float32); small chunks are kept, which saves the recomputation.
 _RECOMPUTE_ABOVE = 2**22
