@@ -115,7 +115,9 @@ def test_uoro_is_exact_on_one_step_and_unbiased(model):
     # Unbiased: 4,000 copies of one sequence, each with its own random signs; their mean estimate is
     # close to the exact gradient (the error shrinks as 1/sqrt(copies)).
     seq = slice_batch(batch, 0, 3)
-    many = Batch(*(v[:1].expand(4000, *v.shape[1:]).contiguous() for v in (seq.inputs, seq.targets, seq.mask)))
+    many = Batch(
+        *(v[:1].expand(4000, *v.shape[1:]).contiguous() for v in (seq.inputs, seq.targets, seq.mask))
+    )
     bptt(net, many, t.loss)
     ref = torch.cat([g.flatten() for g in grads(net).values()])
     uoro(net, many, t.loss, generator(torch.device("cpu"), 0), online=False)
