@@ -52,11 +52,23 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
     # Added after the first release: left out of config_hash at their defaults (see ADDED_LATER).
     compile: bool = Field(False, description="torch.compile the model (opt-in: slower on the CPU here)")
+    trainer: str = Field("bptt", description="bptt, tbptt, rtrl or uoro (seqbench.trainers)")
+    trainer_options: dict[str, Any] = Field(
+        default_factory=dict, description="the trainer's options, complete (defaults filled in)"
+    )
+    stream: int = Field(0, ge=0, description="episodes per chunk of an unending stream; 0: episodes")
+
+    @pydantic.model_validator(mode="after")
+    def _complete_trainer_options(self) -> TrainConfig:
+        from seqbench.trainers import validate_trainer_options
+
+        self.trainer_options = validate_trainer_options(self.trainer, self.trainer_options)
+        return self
 
 
 #: Training settings added after configurations were first stored, with their defaults: a setting at its
 #: default is left out of config_hash, so that stored runs keep their hash and sweeps still skip them.
-ADDED_LATER: dict[str, Any] = {"compile": False}
+ADDED_LATER: dict[str, Any] = {"compile": False, "trainer": "bptt", "trainer_options": {}, "stream": 0}
 
 
 class RunConfig(BaseModel):

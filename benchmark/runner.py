@@ -30,6 +30,8 @@ from seqbench.network import build_network, load_task, state_floats
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
 from seqbench.store import new_run_id, write_run
+from seqbench.streaming import StreamingTask
+from seqbench.trainers import Trainer, make_trainer
 
 #: Evaluation sets depend on the task and the length only, never on the run's seed: every model and
 #: every seed is judged on the same sequences.
@@ -141,6 +143,9 @@ def run(
     # before anything is stored.
     task = load_task(config.task, **config.task_options)
     validate_options(MODELS.get(config.model), config.model_options, f"model {config.model!r}")
+    if cfg.stream:
+        task = StreamingTask(task, cfg.stream)
+    check_trainer(config, task)
     device = resolve_device(config.device)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
@@ -202,6 +207,7 @@ def _run(
         eval_time += time.perf_counter() - t0
 
     state = Progress(total_steps=cfg.steps)
+    trainer: Trainer | None = None
     try:
         memory.start()
         torch.manual_seed(config.seed)
@@ -212,6 +218,13 @@ def _run(
         row["state_size"], row["state_per_step"] = state_floats(net.core, task.train_length)
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, cfg)
+        trainer = make_trainer(cfg.trainer, cfg.trainer_options)
+
+        def update() -> None:  # the trainer calls this once per optimiser update (several per batch: tbptt)
+            _clip(params, cfg)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
         gen = torch.Generator(device=device).manual_seed(config.seed)
         evaluator = Evaluator(task, cfg.eval_size, device)
 
@@ -221,12 +234,9 @@ def _run(
             t0 = time.perf_counter()
             batch = task.sample(cfg.batch_size, task.sample_length(gen), gen)
             data_time += time.perf_counter() - t0
-            loss = task.loss(net(batch.inputs), batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            _clip(params, cfg)
-            optimizer.step()
-            loss_value = loss.item()  # synchronises
+            # synchronises (.item()); on a stream the trainer carries the state on to the next batch
+            loss_value = trainer.train_batch(net, batch, task.loss, update, stream=bool(cfg.stream))
             dt = time.perf_counter() - t0
             step += 1
             samples += batch.batch_size
@@ -266,6 +276,7 @@ def _run(
         row.update(status="error", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
 
     row["peak_memory_bytes"] = memory.stop()
+    row["updates"] = trainer.updates if trainer is not None else 0
     row.update(
         steps=step,
         samples_seen=samples,
@@ -370,4 +381,24 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "samples_to_solve": None,
         "time_to_solve_s": None,
         "target_params": config.params_target,
+        "trainer": config.train.trainer,
+        "trainer_options": json.dumps(config.train.trainer_options, sort_keys=True, default=str),
+        "stream_episodes": config.train.stream,
+        "updates": 0,
     }
+
+
+def check_trainer(config: RunConfig, task: Any) -> None:
+    """Configuration errors of the trainer (OptionsError, exit 2), before anything is stored: the model lacks
+    the stateful protocol the trainer or the stream needs, or RTRL would cost too much at this width. The
+    network is built on the meta device: nothing is allocated."""
+    cfg = config.train
+    if cfg.trainer == "bptt" and not cfg.stream:
+        return  # every model can: the plain contract
+    try:
+        with torch.device("meta"):
+            net = build_network(task, config.model, cfg.hidden_size, config.model_options)
+    except (RuntimeError, NotImplementedError):  # an op without a meta kernel: build it for real
+        net = build_network(task, config.model, cfg.hidden_size, config.model_options)
+    trainer = make_trainer(cfg.trainer, cfg.trainer_options)
+    trainer.check(net, cfg.batch_size, config.model, cfg.hidden_size, stream=bool(cfg.stream))

@@ -96,6 +96,10 @@ RUN_SCHEMA = pa.schema(
             "state_per_step",
             pa.int64(),
         ),  # floats a growing state (attention history) adds per step; 0 if fixed
+        ("trainer", pa.string()),  # bptt | tbptt | rtrl | uoro (seqbench.trainers)
+        ("trainer_options", pa.string()),  # JSON, complete: {"k1": 10, "k2": 20}
+        ("stream_episodes", pa.int64()),  # episodes per chunk of a stream; 0: episodic training
+        ("updates", pa.int64()),  # optimiser updates (tbptt, rtrl, uoro: several per batch)
     ]
 )
 
