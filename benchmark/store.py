@@ -96,6 +96,8 @@ RUN_SCHEMA = pa.schema(
             "state_per_step",
             pa.int64(),
         ),  # floats a growing state (attention history) adds per step; 0 if fixed
+        ("task_version", pa.int64()),  # the task class's `version` (null: stored before versions, i.e. 1)
+        ("model_version", pa.int64()),
     ]
 )
 
@@ -238,8 +240,24 @@ def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
 
 
 def read_runs(results_dir: str | Path = "results"):
-    """Every stored run as one pandas DataFrame (empty, with the schema's columns, when there are none)."""
-    return _read(results_dir, RUNS, RUN_SCHEMA)
+    """Every stored run as one pandas DataFrame (empty, with the schema's columns, when there are none).
+
+    Rows stored before options were resolved (no `model_version`) get their config_hash recomputed under
+    today's rules (`config.legacy_config_hash`), so they group with new runs of the same configuration."""
+    runs = _read(results_dir, RUNS, RUN_SCHEMA)
+    legacy = runs["model_version"].isna()
+    if legacy.any():
+        from seqbench.config import legacy_config_hash
+        from seqbench.errors import SeqbenchError
+
+        def upgraded(row: dict[str, Any]) -> str:
+            try:
+                return legacy_config_hash(row)
+            except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row: as stored
+                return row["config_hash"]
+
+        runs.loc[legacy, "config_hash"] = [upgraded(r) for r in runs[legacy].to_dict("records")]
+    return runs
 
 
 def read_curves(results_dir: str | Path = "results"):
