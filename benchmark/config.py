@@ -99,6 +99,12 @@ class RunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
 
+    def make_task(self) -> Any:
+        """The task this configuration trains on (its options as resolved, not checked again)."""
+        from seqbench.registry import TASKS
+
+        return TASKS.get(self.task)(**self.task_options)
+
     def config_hash(self) -> str:
         """What makes two runs the same experiment: everything but the seed and where it ran (see the
         module's docstring for the rules). A sweep skips a (config_hash, seed) already stored, so this must
@@ -237,10 +243,9 @@ def check_buildable(config: RunConfig) -> None:
     import torch
 
     from seqbench.network import build_network
-    from seqbench.registry import TASKS
 
     try:
-        task = TASKS.get(config.task)(**config.task_options)
+        task = config.make_task()
         with torch.device("meta"):
             build_network(task, config.model, config.train.hidden_size, config.model_options)
     except OptionsError:
