@@ -105,6 +105,16 @@ class RunConfig(BaseModel):
 
         return TASKS.get(self.task)(**self.task_options)
 
+    def options_changed(self) -> dict[str, Any]:
+        """The task's and the model's options that differ from their defaults, in one mapping."""
+        from seqbench.options import non_default
+        from seqbench.registry import MODELS, TASKS
+
+        return {
+            **non_default(TASKS.get(self.task), self.task_options),
+            **non_default(MODELS.get(self.model), self.model_options),
+        }
+
     def config_hash(self) -> str:
         """What makes two runs the same experiment: everything but the seed and where it ran (see the
         module's docstring for the rules). A sweep skips a (config_hash, seed) already stored, so this must

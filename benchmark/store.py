@@ -117,11 +117,17 @@ def read_runs(results_dir: str | Path = "results"):
         from seqbench.config import legacy_config_hash
         from seqbench.errors import SeqbenchError
 
+        keys = ["task", "model", "task_options", "model_options", "preset", "train_config", "target_params"]
+        hashes: dict[tuple, str] = {}  # one recomputation per configuration, not per seed
+
         def upgraded(row: dict[str, Any]) -> str:
-            try:
-                return legacy_config_hash(row)
-            except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row: as stored
-                return row["config_hash"]
+            key = tuple(str(row[k]) for k in keys)
+            if key not in hashes:
+                try:
+                    hashes[key] = legacy_config_hash(row)
+                except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row
+                    return row["config_hash"]
+            return hashes[key]
 
         runs.loc[legacy, "config_hash"] = [upgraded(r) for r in runs[legacy].to_dict("records")]
     return runs
