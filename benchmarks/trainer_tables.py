@@ -33,7 +33,7 @@ def main() -> None:
         per_step = 1000 / tokens_per_row_step if tokens_per_row_step else float("nan")
         lines.append(
             f"| {r['trainer']} | {r['seed']} | {r['accuracy']:.3f} | {m.get('accuracy_last_episode', float('nan')):.3f} "
-            f"| {r['updates']} | {per_step:.2f} | {r['steps']} |"
+            f"| {int(r['updates'])} | {per_step:.2f} | {r['steps']} |"
         )
     lines += [
         "",
