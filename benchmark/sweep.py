@@ -169,10 +169,7 @@ def executor_for(spec: SweepSpec, setup: Callable[[], None] | None = None) -> Ex
 
 
 def describe(config: RunConfig) -> str:
-    extras = (
-        json.dumps({**config.task_options, **config.model_options}, sort_keys=True)
-        if (config.task_options or config.model_options)
-        else ""
-    )
+    changed = config.options_changed()  # the stored options are complete: name what differs
+    extras = json.dumps(changed, sort_keys=True) if changed else ""
     size = f" params~{config.params_target}" if config.params_target else ""
     return f"{config.task}/{config.model}{size} seed {config.seed} {extras}".strip()
