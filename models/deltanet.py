@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
-    check_form,
+    check_options,
     dplr_chunked,
     dplr_recurrent,
     merge_heads,
@@ -38,15 +39,16 @@ class DeltaNetMixer(TwoFormMixer):
         self,
         d_model: int,
         heads: int = 4,
+        expand: int = 1,
         negative_eigenvalues: bool = False,
         form: str = "chunked",
         chunk: int = 32,
     ) -> None:
         super().__init__()
-        check_form(type(self).__name__, form, chunk)
+        check_options(type(self).__name__, form, chunk, heads, expand)
         self.heads, self.form, self.chunk = heads, form, chunk
         self.negative_eigenvalues = negative_eigenvalues
-        self.dk = self.dv = max(1, d_model // heads)
+        self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.beta = nn.Linear(d_model, heads)
         self.norm = nn.RMSNorm(self.dv)
@@ -78,3 +80,8 @@ class DeltaNetMixer(TwoFormMixer):
         else:
             o, S = dplr_chunked(q, beta * k, v, k, b, g, S, self.chunk)
         return self.out(self.gate_output(x, merge_heads(self.norm(o)))), (S,)
+
+
+class DeltaNet(MixerModel):
+    mixer = DeltaNetMixer
+    short_conv = 4  # fla's DeltaNet layer has one, length 4

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.deltanet import DeltaNetMixer
 from seqbench.models.linear_recurrence import MIN_LOG_DECAY, split_heads
 
@@ -30,11 +31,12 @@ class GatedDeltaNetMixer(DeltaNetMixer):
         self,
         d_model: int,
         heads: int = 4,
+        expand: int = 1,
         negative_eigenvalues: bool = False,
         form: str = "chunked",
         chunk: int = 32,
     ) -> None:
-        super().__init__(d_model, heads, negative_eigenvalues, form, chunk)
+        super().__init__(d_model, heads, expand, negative_eigenvalues, form, chunk)
         self.alpha = nn.Linear(d_model, heads, bias=False)
         # Mamba-2's initialisation: A in [1, 16], dt = softplus(dt_bias) log-uniform in [1e-3, 1e-1].
         self.A_log = nn.Parameter(torch.empty(heads).uniform_(1, 16).log())
@@ -50,3 +52,8 @@ class GatedDeltaNetMixer(DeltaNetMixer):
 
     def gate_output(self, x, o):
         return o * F.silu(self.g(x))
+
+
+class GatedDeltaNet(MixerModel):
+    mixer = GatedDeltaNetMixer
+    short_conv = 4  # as the paper's block, length 4

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     MIN_LOG_DECAY,
     TwoFormMixer,
-    check_form,
+    check_options,
     gla_chunked,
     gla_recurrent,
     merge_heads,
@@ -36,13 +37,19 @@ class GLAMixer(TwoFormMixer):
     version = 1
 
     def __init__(
-        self, d_model: int, heads: int = 4, expand_k: float = 0.5, form: str = "chunked", chunk: int = 32
+        self,
+        d_model: int,
+        heads: int = 4,
+        expand: int = 1,
+        expand_k: float = 0.5,
+        form: str = "chunked",
+        chunk: int = 32,
     ) -> None:
         super().__init__()
-        check_form("gla", form, chunk)
+        check_options("gla", form, chunk, heads, expand)
         self.heads, self.form, self.chunk = heads, form, chunk
-        self.dk = max(1, int(d_model * expand_k) // heads)
-        self.dv = max(1, d_model // heads)
+        self.dk = max(1, int(expand * d_model * expand_k) // heads)
+        self.dv = max(1, expand * d_model // heads)
         self.q = nn.Linear(d_model, heads * self.dk, bias=False)
         self.k = nn.Linear(d_model, heads * self.dk, bias=False)
         self.v = nn.Linear(d_model, heads * self.dv, bias=False)
@@ -69,3 +76,8 @@ class GLAMixer(TwoFormMixer):
         else:
             o, S = gla_chunked(q, k, v, g, S, self.chunk)
         return self.out(F.silu(self.r(x)) * merge_heads(self.norm(o))), (S,)
+
+
+class GLA(MixerModel):
+    mixer = GLAMixer
+    short_conv = 0  # fla's GLA layer has none by default

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.backbone import Mixer, MixerModel
 
 
 class Sin(nn.Module):
@@ -78,7 +79,7 @@ def direct_conv(s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.einsum("dts,bds->bdt", toeplitz, s)
 
 
-class HyenaMixer(nn.Module):
+class HyenaMixer(Mixer):
     version = 1
 
     def __init__(
@@ -95,8 +96,11 @@ class HyenaMixer(nn.Module):
         self.filter = ImplicitFilter(d, max_length, order=filter_order)
         self.D = nn.Parameter(torch.randn(d))  # zoology's filter bias: a skip through the long convolution
         self.out_proj = nn.Linear(d, d)
-        self.state_size = 3 * d * 2  # the short convolution's window
         self.state_per_step = d  # the long convolution reads every earlier input
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.in_proj.out_features  # the short convolution's window: 2 steps of 3d channels
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, d)
         T = u.shape[1]
@@ -107,3 +111,8 @@ class HyenaMixer(nn.Module):
         conv = fft_conv if self.form == "fft" else direct_conv
         z = x1 * (conv(s, h) + self.D.unsqueeze(-1) * s)
         return self.out_proj(z.transpose(1, 2))
+
+
+class Hyena(MixerModel):
+    mixer = HyenaMixer
+    short_conv = 0  # Hyena has its own, inside the mixer

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
-    check_form,
+    check_options,
     gla_chunked,
     gla_recurrent,
     merge_heads,
@@ -33,11 +34,13 @@ EPS = 1e-6
 class LinearAttentionMixer(TwoFormMixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4, form: str = "chunked", chunk: int = 32) -> None:
+    def __init__(
+        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+    ) -> None:
         super().__init__()
-        check_form("linear_attention", form, chunk)
+        check_options("linear_attention", form, chunk, heads, expand)
         self.heads, self.form, self.chunk = heads, form, chunk
-        self.dk = self.dv = max(1, d_model // heads)
+        self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.out = nn.Linear(heads * self.dv, d_model, bias=False)
 
@@ -55,3 +58,8 @@ class LinearAttentionMixer(TwoFormMixer):
             o, S = gla_chunked(q, k, v1, None, S, self.chunk)
         o = o[..., :-1] / (o[..., -1:] + EPS)
         return self.out(merge_heads(o)), (S,)
+
+
+class LinearAttention(MixerModel):
+    mixer = LinearAttentionMixer
+    short_conv = 0  # no short convolution in the paper

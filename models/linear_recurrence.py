@@ -37,9 +37,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.backbone import Mixer, State
 
 MIN_LOG_DECAY = (
     -4.0
@@ -79,8 +79,29 @@ def _chunks(x: torch.Tensor, C: int) -> torch.Tensor:
     return x.unflatten(2, (-1, C))
 
 
-def _cumulative(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if g is None else g.cumsum(-2)
+def _weigh(x: torch.Tensor, log_w: torch.Tensor | None) -> torch.Tensor:
+    """x ⊙ exp(log_w); log_w None (no decay anywhere) leaves x as it is, with no work done."""
+    return x if log_w is None else x * log_w.exp()
+
+
+class _Decays:
+    """Within-chunk cumulative log decays G (inclusive), G_prev (exclusive), the middle and the end; all
+    differences None when there is no decay."""
+
+    def __init__(self, g: torch.Tensor | None, C: int) -> None:
+        self.G = None if g is None else _chunks(g, C).cumsum(-2)  # (B, H, n, C, dk), <= 0, decreasing
+        if self.G is not None:
+            self.Gprev = F.pad(self.G, (0, 0, 1, 0))[..., :-1, :]
+            self.mid, self.end = self.G[..., C // 2 : C // 2 + 1, :], self.G[..., -1:, :]
+
+    def __call__(self, what: str) -> torch.Tensor | None:
+        if self.G is None:
+            return None
+        G, Gprev, mid, end = self.G, self.Gprev, self.mid, self.end
+        return {
+            "G": G, "G-mid": G - mid, "mid-G": mid - G, "Gprev": Gprev, "Gprev-mid": Gprev - mid,
+            "end-G": end - G, "end": end.transpose(-1, -2),
+        }[what]  # fmt: skip
 
 
 def gla_chunked(
@@ -94,19 +115,23 @@ def gla_chunked(
     """The same recurrence, chunk by chunk. Returns (o, S_T), equal to gla_recurrent's."""
     T, C = q.shape[2], chunk
     qc, kc, vc = _chunks(q, C), _chunks(k, C), _chunks(v, C)
-    G = _cumulative(None if g is None else _chunks(g, C), qc)  # (B, H, n, C, dk), <= 0, decreasing
-    Gm, Gend = G[..., C // 2 : C // 2 + 1, :], G[..., -1:, :]
+    D = _Decays(g, C)
     causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    A = (qc * (G - Gm).exp()) @ (kc * (Gm - G).exp()).transpose(-1, -2)  # (B, H, n, C, C)
+    A = _weigh(qc, D("G-mid")) @ _weigh(kc, D("mid-G")).transpose(-1, -2)  # (B, H, n, C, C)
     intra = A.masked_fill(~causal, 0.0) @ vc  # (B, H, n, C, dv)
-    q0 = qc * G.exp()  # reads the state at the chunk's start
-    kv = (kc * (Gend - G).exp()).transpose(-1, -2) @ vc  # (B, H, n, dk, dv): the chunk's own writes
-    decay = Gend.exp().transpose(-1, -2)  # (B, H, n, dk, 1)
+    q0 = _weigh(qc, D("G"))  # reads the state at the chunk's start
+    kv = _weigh(kc, D("end-G")).transpose(-1, -2) @ vc  # (B, H, n, dk, dv): the chunk's own writes
     S = _zero_state(q, v) if state is None else state
+    if g is None:  # no decay: the state at each chunk's start is a running sum, no loop needed
+        starts = torch.cat([S.unsqueeze(2), kv], 2).cumsum(2)  # (B, H, n + 1, dk, dv)
+        o = intra + q0 @ starts[:, :, :-1]
+        return o.flatten(2, 3)[:, :, :T], starts[:, :, -1]
+    decay = D("end").exp()  # (B, H, n, dk, 1)
     outs = []
-    for c in range(qc.shape[2]):
-        outs.append(intra[:, :, c] + q0[:, :, c] @ S)
-        S = decay[:, :, c] * S + kv[:, :, c]
+    # unbind, never [:, :, c]: each indexing's backward would write a full-size zero tensor (PERF-NOTES)
+    for intra_c, q0_c, decay_c, kv_c in zip(*(t.unbind(2) for t in (intra, q0, decay, kv)), strict=True):
+        outs.append(intra_c + q0_c @ S)
+        S = decay_c * S + kv_c
     return torch.stack(outs, 2).flatten(2, 3)[:, :, :T], S
 
 
@@ -144,39 +169,37 @@ def dplr_chunked(
     """The same recurrence, chunk by chunk (module docstring). Returns (o, S_T), equal to dplr_recurrent's."""
     T, C = q.shape[2], chunk
     qc, kc, vc, ac, bc = (_chunks(x, C) for x in (q, k, v, a, b))
-    G = _cumulative(None if g is None else _chunks(g, C), qc)  # inclusive: decay up to and with step t
-    Gprev = F.pad(G, (0, 0, 1, 0))[..., :-1, :]  # exclusive: decay before step t
-    Gm, Gend = G[..., C // 2 : C // 2 + 1, :], G[..., -1:, :]
-    at_, qt_ = ac * (Gprev - Gm).exp(), qc * (G - Gm).exp()
-    bt_, kt_ = bc * (Gm - G).exp(), kc * (Gm - G).exp()
+    D = _Decays(g, C)
+    at_, qt_ = _weigh(ac, D("Gprev-mid")), _weigh(qc, D("G-mid"))
+    bt_, kt_ = _weigh(bc, D("mid-G")), _weigh(kc, D("mid-G"))
     ones = torch.ones(C, C, dtype=torch.bool, device=q.device)
     strict, causal = ones.tril(-1), ones.tril()
     A_ab = (at_ @ bt_.transpose(-1, -2)).masked_fill(~strict, 0.0)  # (B, H, n, C, C)
     A_ak = (at_ @ kt_.transpose(-1, -2)).masked_fill(~strict, 0.0)
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
     L = eye - A_ab  # unit lower-triangular
-    rhs = torch.cat([A_ak @ vc, ac * Gprev.exp()], dim=-1)  # solve for both right-hand sides at once
+    rhs = torch.cat([A_ak @ vc, _weigh(ac, D("Gprev"))], dim=-1)  # solve for both right-hand sides at once
     sol = torch.linalg.solve_triangular(L, rhs, upper=False, unitriangular=True)
     U0, W = sol.split([v.shape[-1], a.shape[-1]], dim=-1)  # U = U0 + W S_0
     P_qb = (qt_ @ bt_.transpose(-1, -2)).masked_fill(~causal, 0.0)
     OV = (qt_ @ kt_.transpose(-1, -2)).masked_fill(~causal, 0.0) @ vc
-    q0 = qc * G.exp()
-    b_end = (bc * (Gend - G).exp()).transpose(-1, -2)  # (B, H, n, dk, C)
-    KV = (kc * (Gend - G).exp()).transpose(-1, -2) @ vc
-    decay = Gend.exp().transpose(-1, -2)
+    q0 = _weigh(qc, D("G"))
+    b_end = _weigh(bc, D("end-G")).transpose(-1, -2)  # (B, H, n, dk, C)
+    KV = _weigh(kc, D("end-G")).transpose(-1, -2) @ vc
+    decay = torch.ones_like(KV[..., :1]) if g is None else D("end").exp()  # (B, H, n, dk, 1)
     S = _zero_state(q, v) if state is None else state
     outs = []
-    for c in range(qc.shape[2]):
-        U = U0[:, :, c] + W[:, :, c] @ S  # (B, H, C, dv): u_t = S_{t-1}ᵀ a_t for the chunk's steps
-        outs.append(q0[:, :, c] @ S + P_qb[:, :, c] @ U + OV[:, :, c])
-        S = decay[:, :, c] * S + b_end[:, :, c] @ U + KV[:, :, c]
+    per_chunk = (t.unbind(2) for t in (U0, W, q0, P_qb, OV, decay, b_end, KV))
+    for U0_c, W_c, q0_c, P_qb_c, OV_c, decay_c, b_end_c, KV_c in zip(*per_chunk, strict=True):
+        U = U0_c + W_c @ S  # (B, H, C, dv): u_t = S_{t-1}ᵀ a_t for the chunk's steps
+        outs.append(q0_c @ S + P_qb_c @ U + OV_c)
+        S = decay_c * S + b_end_c @ U + KV_c
     return torch.stack(outs, 2).flatten(2, 3)[:, :, :T], S
 
 
 # ---- what the mixers built on these recurrences share ----------------------------------------------------
 
 Form = Literal["chunked", "recurrent"]
-State = tuple[torch.Tensor, ...]
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -189,21 +212,24 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).flatten(2)
 
 
-def check_form(name: str, form: str, chunk: int, forms: tuple[str, ...] = ("chunked", "recurrent")) -> None:
+def check_options(name: str, form: str, chunk: int, heads: int, expand: int) -> None:
+    if heads < 1 or expand < 1:
+        raise OptionsError(f"{name}: heads and expand must be >= 1, got heads={heads}, expand={expand}.")
+    forms = ("chunked", "recurrent")
     if form not in forms:
         raise OptionsError(f"{name}: form must be one of {', '.join(forms)}, got {form!r}.")
     if not 1 <= chunk <= 64:
         raise OptionsError(f"{name}: chunk must be in 1..64 (decays are split at its middle), got {chunk}.")
 
 
-class TwoFormMixer(nn.Module):
-    """A sequence mixer with a recurrent form (the specification) and a chunked form (the default).
+class TwoFormMixer(Mixer):
+    """A backbone mixer (models/backbone.py) with a recurrent form (the specification) and a chunked form.
 
     Subclasses implement `_run(x, state, form) -> (y, state)` over (B, T, d), form "chunked" or
-    "recurrent" (both batch the projections; "recurrent" loops over time in the recurrence itself), and
-    `initial_state`. `forward` runs the whole sequence in `self.form`, `scan` continues the chunked form from
-    a state, `step` is one step of the recurrent form. `state_size` is the number of floats the recurrent
-    form carries per sequence (the sum over `initial_state`)."""
+    "recurrent" (both batch the projections; "recurrent" loops over time inside the recurrence), and
+    `initial_state`. `forward` runs the whole sequence in `self.form` (the option `form`: "chunked", the
+    default, or "recurrent", to time one against the other), `scan` continues the chunked form from a state,
+    `step` is one step of the recurrent form."""
 
     form: str = "chunked"
 
@@ -219,12 +245,3 @@ class TwoFormMixer(nn.Module):
 
     def _run(self, x: torch.Tensor, state: State | None, form: str) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
-
-    def initial_state(
-        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> State:
-        raise NotImplementedError
-
-    @property
-    def state_size(self) -> int:
-        return sum(s[0].numel() for s in self.initial_state(1, "meta"))

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqbench.models.linear_recurrence import TwoFormMixer, check_form, merge_heads, split_heads
+from seqbench.models.backbone import MixerModel
+from seqbench.models.linear_recurrence import TwoFormMixer, check_options, merge_heads, split_heads
 
 EPS = 1e-6
 NEG = -1e30  # m_0: "minus infinity" that keeps exp() and max() free of inf - inf
@@ -48,9 +49,9 @@ def mlstm_chunked(q, k, v, i_pre, logf, state, chunk: int):
     """The same, chunk by chunk (module docstring)."""
     T = q.shape[2]
     pad = (-T) % chunk
-    if pad:  # padded steps come after the last real one and are dropped: any finite values do
+    if pad:  # padded steps write nothing (ĩ = NEG) and keep everything (log f = 0): m and the state stay put
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-        i_pre, logf = F.pad(i_pre, (0, pad)), F.pad(logf, (0, pad))
+        i_pre, logf = F.pad(i_pre, (0, pad), value=NEG), F.pad(logf, (0, pad))
     qc, kc, vc = (t.unflatten(2, (-1, chunk)) for t in (q, k, v))  # (B, H, n, C, d)
     ic, bc = i_pre.unflatten(2, (-1, chunk)), logf.unflatten(2, (-1, chunk)).cumsum(-1)  # (B, H, n, C)
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
@@ -59,20 +60,22 @@ def mlstm_chunked(q, k, v, i_pre, logf, state, chunk: int):
     qk = qc @ kc.transpose(-1, -2)
     C, n, m = state
     outs = []
-    for c in range(qc.shape[2]):
-        b, lD = bc[:, :, c], logD[:, :, c]
-        m_t = torch.maximum(b + m.unsqueeze(-1), intra_max[:, :, c])  # (B, H, C)
+    per_chunk = (t.unbind(2) for t in (qc, kc, vc, ic, bc, logD, intra_max, qk))
+    for q_c, k_c, v_c, i_c, b, lD, imax, qk_c in zip(
+        *per_chunk, strict=True
+    ):  # unbind: see linear_recurrence
+        m_t = torch.maximum(b + m.unsqueeze(-1), imax)  # (B, H, C)
         inter = (b + m.unsqueeze(-1) - m_t).exp()  # weight of the chunk-start state
-        W = qk[:, :, c] * (lD - m_t.unsqueeze(-1)).exp()  # (B, H, C, C), zero above the diagonal
-        num = inter.unsqueeze(-1) * (qc[:, :, c] @ C) + W @ vc[:, :, c]
-        qn = inter * (qc[:, :, c] @ n.unsqueeze(-1)).squeeze(-1) + W.sum(-1)
+        W = qk_c * (lD - m_t.unsqueeze(-1)).exp()  # (B, H, C, C), zero above the diagonal
+        num = inter.unsqueeze(-1) * (q_c @ C) + W @ v_c
+        qn = inter * (q_c @ n.unsqueeze(-1)).squeeze(-1) + W.sum(-1)
         den = torch.maximum(qn.abs(), (-m_t).exp()) + EPS
         outs.append(num / den.unsqueeze(-1))
         m_new = m_t[..., -1]
-        w_in = (b[..., -1:] - b + ic[:, :, c] - m_new.unsqueeze(-1)).exp()  # (B, H, C): each write's weight
+        w_in = (b[..., -1:] - b + i_c - m_new.unsqueeze(-1)).exp()  # (B, H, C): each write's weight
         fa = (b[..., -1] + m - m_new).exp()
-        C = fa[..., None, None] * C + (kc[:, :, c] * w_in.unsqueeze(-1)).transpose(-1, -2) @ vc[:, :, c]
-        n = fa[..., None] * n + (kc[:, :, c] * w_in.unsqueeze(-1)).sum(-2)
+        C = fa[..., None, None] * C + (k_c * w_in.unsqueeze(-1)).transpose(-1, -2) @ v_c
+        n = fa[..., None] * n + (k_c * w_in.unsqueeze(-1)).sum(-2)
         m = m_new
     return torch.stack(outs, 2).flatten(2, 3)[:, :, :T], (C, n, m)
 
@@ -80,11 +83,13 @@ def mlstm_chunked(q, k, v, i_pre, logf, state, chunk: int):
 class MLSTMMixer(TwoFormMixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4, form: str = "chunked", chunk: int = 32) -> None:
+    def __init__(
+        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+    ) -> None:
         super().__init__()
-        check_form("mlstm", form, chunk)
+        check_options("mlstm", form, chunk, heads, expand)
         self.heads, self.form, self.chunk = heads, form, chunk
-        self.dk = self.dv = max(1, d_model // heads)
+        self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.gates = nn.Linear(d_model, 2 * heads)  # ĩ and f̃ per head
         with torch.no_grad():  # xlstm's initialisation: forget bias linspace(3, 6), input bias ~ N(0, 0.1)
@@ -117,3 +122,8 @@ class MLSTMMixer(TwoFormMixer):
         h = merge_heads(h)
         h = self.norm(h.flatten(0, 1)).view_as(h)
         return self.out(torch.sigmoid(self.ogate(x)) * h), state
+
+
+class MLSTM(MixerModel):
+    mixer = MLSTMMixer
+    short_conv = 4  # xLSTM's mLSTM block convolves its q/k input, length 4

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
-    check_form,
+    check_options,
     gla_chunked,
     gla_recurrent,
     merge_heads,
@@ -31,11 +32,13 @@ from seqbench.models.linear_recurrence import (
 class RetNetMixer(TwoFormMixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4, form: str = "chunked", chunk: int = 32) -> None:
+    def __init__(
+        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+    ) -> None:
         super().__init__()
-        check_form("retnet", form, chunk)
+        check_options("retnet", form, chunk, heads, expand)
         self.heads, self.form, self.chunk = heads, form, chunk
-        self.dk = self.dv = max(1, d_model // heads)
+        self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.gate = nn.Linear(d_model, heads * self.dv, bias=False)
         self.norm = nn.GroupNorm(heads, heads * self.dv)
@@ -58,3 +61,8 @@ class RetNetMixer(TwoFormMixer):
         o = merge_heads(o)  # (B, T, H·dv)
         o = self.norm(o.flatten(0, 1)).view_as(o)
         return self.out(F.silu(self.gate(x)) * o), (S,)
+
+
+class RetNet(MixerModel):
+    mixer = RetNetMixer
+    short_conv = 0  # none in the paper

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
-    check_form,
+    check_options,
     dplr_chunked,
     dplr_recurrent,
     merge_heads,
@@ -39,23 +40,25 @@ USES = "rwkvag"  # the six lerps: receptance, decay, key, value, learning rate a
 
 def _lora(d: int, out: int, rank: int = RANK) -> nn.Sequential:
     first, second = nn.Linear(d, rank, bias=False), nn.Linear(rank, out, bias=False)
-    nn.init.zeros_(second.weight)  # starts at its bias: RWKV-7's initialisation of the LoRA outputs
+    nn.init.uniform_(second.weight, -0.01, 0.01)  # starts near its bias (RWKV-7 starts these at zero exactly,
+    # which leaves the first matrix without a gradient on the first step)
     return nn.Sequential(first, second)
 
 
 class RWKV7Mixer(TwoFormMixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4, form: str = "chunked", chunk: int = 32) -> None:
+    def __init__(
+        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+    ) -> None:
         super().__init__()
-        check_form("rwkv7", form, chunk)
+        check_options("rwkv7", form, chunk, heads, expand)
         d, self.heads, self.form, self.chunk = d_model, heads, form, chunk
-        self.dk = self.dv = max(1, d_model // heads)
+        self.dk = self.dv = max(1, expand * d_model // heads)
         inner = heads * self.dk
         self.mu = nn.Parameter(torch.rand(len(USES), d))
         self.r, self.k, self.v = (nn.Linear(d, inner, bias=False) for _ in range(3))
         self.w_lora, self.a_lora = _lora(d, inner), _lora(d, inner)
-        self.w_lora[0].weight.data.uniform_(-0.01, 0.01)
         self.w0 = nn.Parameter(torch.linspace(-6, -1, inner))  # slow to fast decays across channels
         self.a0 = nn.Parameter(torch.zeros(inner))
         self.g_lora = nn.Sequential(
@@ -80,11 +83,16 @@ class RWKV7Mixer(TwoFormMixer):
         r, k, v = (split_heads(f(t), H) for f, t in ((self.r, xr), (self.k, xk), (self.v, xv)))
         log_w = -math.exp(-0.5) * torch.sigmoid(self.w0 + self.w_lora(torch.tanh(xw)))
         a = split_heads(torch.sigmoid(self.a0 + self.a_lora(xa)), H)
-        kappa = F.normalize(k * split_heads(self.xi.expand_as(xk), H), dim=-1)
-        k_tilde = k * (1 + (a - 1) * split_heads(self.alpha.expand_as(xk), H))
+        kappa = F.normalize(k * self.xi.view(H, 1, -1), dim=-1)
+        k_tilde = k * (1 + (a - 1) * self.alpha.view(H, 1, -1))
         args = (r, k_tilde, v, kappa, -(a * kappa), split_heads(log_w, H), S)
         o, S = dplr_recurrent(*args) if form == "recurrent" else dplr_chunked(*args, self.chunk)
         bonus = (r * self.rho.unsqueeze(1) * k_tilde).sum(-1, keepdim=True) * v  # (B, H, T, dv)
         o = merge_heads(o + bonus)
         o = self.norm(o.flatten(0, 1)).view_as(o)
         return self.out(o * self.g_lora(xg)), (S, x[:, -1])
+
+
+class RWKV7(MixerModel):
+    mixer = RWKV7Mixer
+    short_conv = 0  # RWKV-7 shifts tokens instead

@@ -11,7 +11,7 @@ arXiv:2405.04517, §2.2), the vanilla cell of NX-AI/xlstm (`xlstm/blocks/slstm/c
 
 The recurrence is nonlinear (h_{t-1} enters the gates), so there is only a recurrent form: a Python loop over
 time with the input projection hoisted out of it. Not done: time loops in C++ with a hand-written backward
-(as models/lstm_cell.py has); this loop is what they would be tested against. State: 4d floats (h, c, n, m).
+(as models/lstm_cell.py has); this loop is what they would be tested against. State: 4 x expand x d floats (h, c, n, m).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models.backbone import Mixer, MixerModel
 
 NEG = -1e30  # m_0: "minus infinity" that keeps exp() and max() free of inf - inf
 
@@ -45,30 +46,26 @@ def slstm_recurrent(wx: torch.Tensor, R: torch.Tensor, state: tuple[torch.Tensor
     return torch.stack(outs, 1), (h, c, n, m)
 
 
-class SLSTMMixer(nn.Module):
+class SLSTMMixer(Mixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4) -> None:
+    def __init__(self, d_model: int, heads: int = 4, expand: int = 1) -> None:
         super().__init__()
-        if heads < 1 or d_model % heads:
-            raise OptionsError(f"slstm: heads must divide the width {d_model}, got heads={heads}.")
-        d, self.heads = d_model, heads
+        d = expand * d_model  # the cells
+        if heads < 1 or expand < 1 or d % heads:
+            raise OptionsError(f"slstm: heads must divide expand x width = {d}, got heads={heads}.")
+        self.heads, self.d = heads, d
         dh = d // heads
-        self.W = nn.Linear(d, 4 * d)  # gate order i, f, z, o; each block of d laid out head by head
+        self.W = nn.Linear(d_model, 4 * d)  # gate order i, f, z, o; each block of d laid out head by head
         self.R = nn.Parameter(torch.randn(heads, dh, 4 * dh) / dh**0.5)
         with torch.no_grad():
             self.W.bias[d : 2 * d].copy_(torch.linspace(3, 6, d))  # forget gates start open, as xlstm's
         self.norm = nn.GroupNorm(heads, d)
-        self.out = nn.Linear(d, d, bias=False)
+        self.out = nn.Linear(d, d_model, bias=False)
 
     def initial_state(self, batch, device=None, dtype=None):
-        d = self.W.in_features
-        z = torch.zeros(batch, d, device=device, dtype=dtype)
-        return (z, z.clone(), z.clone(), torch.full((batch, d), NEG, device=device, dtype=dtype))
-
-    @property
-    def state_size(self) -> int:
-        return 4 * self.W.in_features
+        z = torch.zeros(batch, self.d, device=device, dtype=dtype)
+        return (z, z.clone(), z.clone(), torch.full((batch, self.d), NEG, device=device, dtype=dtype))
 
     def _output(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.norm(h.flatten(0, 1)).view_as(h))
@@ -84,3 +81,8 @@ class SLSTMMixer(nn.Module):
     def step(self, x_t, state):
         y, state = self.scan(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
+
+
+class SLSTM(MixerModel):
+    mixer = SLSTMMixer
+    short_conv = 4  # xLSTM's sLSTM block convolves its gate input, length 4

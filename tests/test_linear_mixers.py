@@ -134,6 +134,28 @@ def test_hyena_fft_equals_direct_convolution():
         assert_close(a, b, f"hyena gradient {i}")
 
 
+def test_slstm_stabilised_equals_the_plain_equations():
+    """The stabilised loop against the unstabilised cell (i = exp(ĩ), f = σ(f̃), h = o c / n) in float64."""
+    from seqbench.models.slstm import slstm_recurrent
+
+    g_ = torch.Generator().manual_seed(0)
+    heads, dh = 2, 3
+    d = heads * dh
+    wx = torch.randn(B, T, 4 * d, dtype=F64, generator=g_)
+    R = torch.randn(heads, dh, 4 * dh, dtype=F64, generator=g_) * 0.3
+    z = torch.zeros(B, d, dtype=F64)
+    got, _ = slstm_recurrent(wx, R, (z, z, z, torch.full((B, d), -1e30, dtype=F64)))
+    h, c, n, ref = z, z, z, []
+    for t in range(T):
+        rh = torch.einsum("bhd,hde->bhe", h.view(B, heads, dh), R).view(B, heads, 4, dh).transpose(1, 2)
+        i, f, zz, o = (u.flatten(1) for u in (wx[:, t].view(B, 4, heads, dh) + rh).unbind(1))
+        c = torch.sigmoid(f) * c + i.exp() * torch.tanh(zz)
+        n = torch.sigmoid(f) * n + i.exp()
+        h = torch.sigmoid(o) * c / n
+        ref.append(h)
+    assert_close(got, torch.stack(ref, 1), "slstm")
+
+
 def test_slstm_step_equals_scan():
     m = build(SLSTMMixer, heads=2)
     x = torch.randn(B, T, D, dtype=F64)
