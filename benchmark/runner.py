@@ -214,6 +214,12 @@ def _run(
         optimizer = make_optimizer(params, cfg)
         gen = torch.Generator(device=device).manual_seed(config.seed)
         evaluator = Evaluator(task, cfg.eval_size, device)
+        chance_on = getattr(task, "chance_on", None)  # plugin tasks may not derive from Task
+        if chance_on is not None:
+            chance = chance_on(task.train_length, evaluator.sets[task.train_length])
+            row.update(
+                chance_accuracy=chance.get("accuracy"), chance_metrics=json.dumps(chance, sort_keys=True)
+            )
 
         loss_sum, loss_n = 0.0, 0
         while step < cfg.steps:
@@ -280,7 +286,8 @@ def _run(
         else (tokens / train_time if train_time else None),
     )
     if last_eval:
-        main = last_eval[task.train_length]
+        summary = getattr(task, "summary", None)  # plugin tasks may not derive from Task
+        main = summary(last_eval) if summary is not None else last_eval[task.train_length]
         row.update(
             accuracy=main["accuracy"],
             loss=main["loss"],
@@ -320,7 +327,7 @@ def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str
 
 def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
     """Every column of a result row, filled with what is known before training."""
-    chance = task.chance(task.train_length).get("accuracy")
+    chance = task.chance(task.train_length)
     return {
         "run_id": new_run_id(),
         "kind": "run",
@@ -363,7 +370,8 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "loss": None,
         "metrics": None,
         "accuracy_by_length": None,
-        "chance_accuracy": chance,
+        "chance_accuracy": chance.get("accuracy"),
+        "chance_metrics": json.dumps(chance, sort_keys=True),  # replaced by the figure on the scored set
         "train_length": task.train_length,
         "solved": False,
         "steps_to_solve": None,

@@ -96,6 +96,7 @@ RUN_SCHEMA = pa.schema(
             "state_per_step",
             pa.int64(),
         ),  # floats a growing state (attention history) adds per step; 0 if fixed
+        ("chance_metrics", pa.string()),  # JSON: the chance predictor's metrics on the scored evaluation set
     ]
 )
 

@@ -245,3 +245,12 @@ def test_a_worker_killed_mid_run_fails_only_its_run(tmp_path, extra_entry_points
     by_model = runs.groupby("model")["status"].apply(sorted).to_dict()
     assert by_model == {"rnn": ["ok", "ok"], "suicide": ["error", "error"]}
     assert runs.loc[runs["model"] == "suicide", "error"].str.contains("KilledWorker").all()
+
+
+def test_a_task_pattern_is_a_group(tmp_path):
+    """`--task 'chomsky/*'` runs the whole suite as one sweep."""
+    spec = sw.make_spec({"tasks": ["chomsky/*"], "models": ["lstm"], "results": str(tmp_path)})
+    configs = sw.expand(spec)
+    assert len(configs) == 15 and all(c.task.startswith("chomsky/") for c in configs)
+    with pytest.raises(sw.OptionsError, match="No task matches"):
+        sw.expand(sw.make_spec({"tasks": ["nothing/*"], "models": ["lstm"], "results": str(tmp_path)}))
