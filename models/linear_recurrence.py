@@ -218,8 +218,10 @@ def check_options(name: str, form: str, chunk: int, heads: int, expand: int) -> 
     forms = ("chunked", "recurrent")
     if form not in forms:
         raise OptionsError(f"{name}: form must be one of {', '.join(forms)}, got {form!r}.")
-    if not 1 <= chunk <= 64:
-        raise OptionsError(f"{name}: chunk must be in 1..64 (decays are split at its middle), got {chunk}.")
+    if not 1 <= chunk <= 32:
+        raise OptionsError(
+            f"{name}: chunk must be in 1..32 (float32 range of the decay factors), got {chunk}."
+        )
 
 
 class TwoFormMixer(Mixer):

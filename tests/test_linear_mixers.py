@@ -166,3 +166,22 @@ def test_slstm_step_equals_scan():
         ys.append(y_t)
     assert_close(whole, torch.stack(ys, 1), "slstm")
     assert torch.isfinite(whole).all()
+
+
+def test_chunked_float32_at_the_strongest_decay():
+    """Every step at MIN_LOG_DECAY with the largest chunk: the split factors stay finite in float32 and the
+    chunked forms match the float64 recurrences."""
+    from seqbench.models.linear_recurrence import CHUNK, MIN_LOG_DECAY
+
+    g_ = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 3 * CHUNK, 8, generator=g_) for _ in range(3))
+    k = torch.nn.functional.normalize(k, dim=-1)
+    g = torch.full_like(q, MIN_LOG_DECAY)
+    for rec, chk, args in [
+        (gla_recurrent, gla_chunked, (q, k, v, g)),
+        (dplr_recurrent, dplr_chunked, (q, 0.9 * k, v, k, -0.9 * k, g)),
+    ]:
+        ref = rec(*(a.double() for a in args))[0]
+        out = chk(*args, chunk=CHUNK)[0]
+        assert torch.isfinite(out).all()
+        assert (out.double() - ref).abs().max().item() < 1e-4
