@@ -73,7 +73,7 @@ class DeltaNetMixer(TwoFormMixer):
             beta = 2 * beta
         log_alpha = self.decay(x)
         b = -beta * k if log_alpha is None else -(log_alpha.exp() * beta) * k
-        g = None if log_alpha is None else log_alpha.expand_as(k)
+        g = log_alpha  # (B, H, T, 1): one decay per head, broadcast over d_k by the kernels
         S = None if state is None else state[0]
         if form == "recurrent":
             o, S = dplr_recurrent(q, beta * k, v, k, b, g, S)

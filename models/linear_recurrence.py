@@ -2,7 +2,8 @@
 
 Shapes: q, k, a, b, g are (B, H, T, d_k); v is (B, H, T, d_v); the state S is (B, H, d_k, d_v). One layout
 throughout (fla's issue #547 was a chunked kernel reading (B, T, H, D) where the recurrent one read
-(B, H, T, D)). g is a log decay (<= 0) per step and key channel; broadcast a per-head scalar decay to d_k.
+(B, H, T, D)). g is a log decay (<= 0) per step and key channel, or (B, H, T, 1): one per head, broadcast
+over d_k (cheaper: the decay factors are then computed once per step, not per channel).
 
 Gated linear attention (Katharopoulos et al. 2020 with g = 0; RetNet's fixed decay; Yang et al. 2024's GLA):
 

@@ -52,7 +52,7 @@ class RetNetMixer(TwoFormMixer):
     def _run(self, x, state, form):
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # (B, H, T, d)
         q = q * self.dk**-0.5
-        g = self.log_gamma.to(q.dtype).view(1, -1, 1, 1).expand_as(k)
+        g = self.log_gamma.to(q.dtype).view(1, -1, 1, 1).expand(k.shape[0], -1, k.shape[2], 1)  # (B, H, T, 1)
         S = None if state is None else state[0]
         if form == "recurrent":
             o, S = gla_recurrent(q, k, v, g, S)

@@ -94,7 +94,7 @@ def test_state_sizes_count_the_recurrent_state():
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8, 16])
-@pytest.mark.parametrize("decay", [False, True])
+@pytest.mark.parametrize("decay", [None, "per_channel", "per_head"])
 def test_kernels_chunked_equal_recurrent(chunk, decay):
     """The two shared recurrences, from a non-zero state, including the final state and every gradient."""
     g_ = torch.Generator().manual_seed(0)
@@ -103,7 +103,8 @@ def test_kernels_chunked_equal_recurrent(chunk, decay):
     k = torch.nn.functional.normalize(k, dim=-1)
     v = torch.randn(Bh, H, n, dv, dtype=F64, generator=g_)
     beta = torch.rand(Bh, H, n, 1, dtype=F64, generator=g_) * 2  # up to 2: negative eigenvalues
-    g = -torch.rand(Bh, H, n, dk, dtype=F64, generator=g_) * 4 if decay else None
+    width = {"per_channel": dk, "per_head": 1}.get(decay)
+    g = -torch.rand(Bh, H, n, width, dtype=F64, generator=g_) * 4 if decay else None
     S0 = torch.randn(Bh, H, dk, dv, dtype=F64, generator=g_)
     leaves = [t.requires_grad_() for t in (q, k, v, a, beta, S0) + ((g,) if decay else ())]
     cases = [
