@@ -34,8 +34,6 @@ holds e^88).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
@@ -199,8 +197,6 @@ def dplr_chunked(
 
 
 # ---- what the mixers built on these recurrences share ----------------------------------------------------
-
-Form = Literal["chunked", "recurrent"]
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
