@@ -51,11 +51,11 @@ class SLSTMMixer(Mixer):
 
     def __init__(self, d_model: int, heads: int = 4, expand: int = 1) -> None:
         super().__init__()
-        d = expand * d_model  # the cells
-        if heads < 1 or expand < 1 or d % heads:
-            raise OptionsError(f"slstm: heads must divide expand x width = {d}, got heads={heads}.")
+        if heads < 1 or expand < 1:
+            raise OptionsError(f"slstm: heads and expand must be >= 1, got heads={heads}, expand={expand}.")
+        dh = max(1, expand * d_model // heads)  # any width is accepted, so `--params` can size it freely
+        d = heads * dh  # the cells: expand x width when heads divides it
         self.heads, self.d = heads, d
-        dh = d // heads
         self.W = nn.Linear(d_model, 4 * d)  # gate order i, f, z, o; each block of d laid out head by head
         self.R = nn.Parameter(torch.randn(heads, dh, 4 * dh) / dh**0.5)
         with torch.no_grad():
