@@ -120,13 +120,14 @@ def make_run_config(
     """A validated run configuration: presets merged, options checked, and with `params` the hidden width
     chosen so that the whole network's parameter count is as close as possible to it (recorded as the row's
     `target_params` beside the actual `params`). `train` overrides training settings (steps, lr, ...)."""
-    from seqbench.network import hidden_for_params, load_task
+    from seqbench.network import check_model_signature, hidden_for_params, load_task
     from seqbench.options import validate_options
     from seqbench.registry import MODELS, TASKS
 
     task_options, model_options = dict(task_options or {}), dict(model_options or {})
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
     validate_options(task_cls, task_options, f"task {task!r}")
+    check_model_signature(model_cls)
     validate_options(model_cls, model_options, f"model {model!r}")
     train = {k: v for k, v in train.items() if v is not None}
     if params is not None:
