@@ -18,11 +18,17 @@ from seqbench.errors import SeqbenchError
 
 
 def _console():
-    """rich squeezes tables to 80 columns when stdout is not a terminal; logs and pipes get room instead."""
+    """rich squeezes tables to 80 columns when stdout is not a terminal; logs and pipes get room instead
+    (COLUMNS, where set, still says how wide)."""
+    import os
+
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() else 200)
 
 
 @contextlib.contextmanager
@@ -75,6 +81,17 @@ def _fail(exc: SeqbenchError) -> None:
 @click.version_option(__version__, prog_name="seqbench")
 def main() -> None:
     """seqbench: which sequence model remembers what, for how long, at what cost."""
+    import warnings
+
+    # seqbench's own warnings (a skipped store file, ...) as one line each, without Python's source echo.
+    plain = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("seqbench"):
+            return f"Warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
 
 
 @main.command()
@@ -288,7 +305,7 @@ def sweep(
         f"({spec.executor}{'' if spec.executor == 'serial' else f', {spec.jobs or 2} workers'})"
     )
     outcomes = []
-    with SweepProgress(len(todo)) as bar:
+    with SweepProgress(len(todo), grid=tuple(spec.grid)) as bar:
         if spec.executor == "serial":
             stream = sw.run_serial(todo, spec.results, bar.event, fresh_process=not spec.same_process)
         else:
@@ -349,6 +366,7 @@ def _ls_plugins() -> None:
         click.echo("\nFailed to load:", err=True)
         for line in failures:
             click.echo(f"  {line}", err=True)
+        sys.exit(1)  # a broken plugin is a failure a script or CI should see
 
 
 @main.command()
@@ -366,7 +384,13 @@ def _ls_plugins() -> None:
     default="table",
     show_default=True,
 )
-@click.option("--threshold", default=0.9, show_default=True, help="Accuracy that defines the memory horizon.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="Accuracy (in (0, 1]) that defines the memory horizon.",
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also write the leaderboard to this Parquet file."
 )
@@ -383,10 +407,18 @@ def leaderboard(
     """Per task and model (and size), aggregated over seeds: accuracy mean, sd, 95% CI, memory horizon,
     steps and time to solve, speed, memory and size."""
     from seqbench.leaderboard import aggregate, board_table, sort_board
+    from seqbench.registry import MODELS, TASKS
     from seqbench.store import read_runs
     from seqbench.tables import to_markdown, to_rich
 
-    board = aggregate(read_runs(results_dir), task=task, model=model, horizon_threshold=threshold)
+    runs = read_runs(results_dir)
+    try:
+        for registry, name, column in ((TASKS, task, "task"), (MODELS, model, "model")):
+            if name and name not in set(runs[column]) and name not in registry:
+                registry.provider(name)  # unknown everywhere: "Did you mean ...", exit 2
+    except SeqbenchError as exc:
+        _fail(exc)
+    board = aggregate(runs, task=task, model=model, horizon_threshold=threshold)
     if board.empty:
         click.echo(
             f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True
@@ -394,19 +426,25 @@ def leaderboard(
         return
     board = sort_board(board, by)
     if out:
-        from seqbench.store import write_table
+        from seqbench.store import refuse_inside_store, write_table
 
+        try:
+            refuse_inside_store(out, results_dir)
+        except SeqbenchError as exc:
+            _fail(exc)
         write_table(board, out)
     if fmt == "csv":
         click.echo(board.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(board.to_json(orient="records", indent=2))
     else:
-        table = board_table(board, by, title=f"seqbench leaderboard ({results_dir})")
+        title = f"seqbench leaderboard ({results_dir})"
+        table = board_table(board, by, title=title, terminal=fmt == "table")
         if fmt == "markdown":
             click.echo(to_markdown(table), nl=False)
         else:
-            _console().print(to_rich(table))
+            console = _console()
+            console.print(to_rich(table, width=console.width))
 
 
 @main.command()

@@ -318,11 +318,14 @@ def summarise(outcomes: list[dict[str, Any]]) -> dict[str, int]:
     return {"runs": len(statuses), "ok": statuses.count("ok"), "failed": sum(s != "ok" for s in statuses)}
 
 
-def describe(config: RunConfig) -> str:
+def describe(config: RunConfig, grid: list[str] | tuple[str, ...] = ()) -> str:
+    """One line naming a run: task/model, size, seed, its options and the training settings in `grid`
+    (the sweep's grid keys), so that the grid points of one task and model tell apart: "lr=0.003"."""
+    train = " ".join(f"{k}={getattr(config.train, k)}" for k in grid if k in TrainConfig.model_fields)
     extras = (
         json.dumps({**config.task_options, **config.model_options}, sort_keys=True)
         if (config.task_options or config.model_options)
         else ""
     )
     size = f" params~{config.params_target}" if config.params_target else ""
-    return f"{config.task}/{config.model}{size} seed {config.seed} {extras}".strip()
+    return f"{config.task}/{config.model}{size} {train + ' ' if train else ''}seed {config.seed} {extras}".strip()
