@@ -611,5 +611,28 @@ def report(tasks: tuple[str, ...], out: str | None, fmt: str, interactive: bool,
     click.echo(f"Report written to {path}")
 
 
+@main.command()
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Remove temporary .partial files older than this many seconds (killed writers' leftovers).",
+)
+@results_option
+def compact(stale_after: float, results_dir: str) -> None:
+    """Merge the store's one-run files (runs/, curves/) into one Parquet file each, safely while runs are
+    stored and read, and remove stale partial files. Readers read either layout."""
+    from seqbench.compact import compact as run_compact
+
+    try:
+        result = run_compact(results_dir, stale_after)
+    except SeqbenchError as exc:
+        _fail(exc)
+    for f in result.folders:
+        merged = f"{f.merged_files} files -> {f.output} ({f.rows} rows)" if f.output else "nothing to merge"
+        click.echo(f"{f.folder}: {merged}; {f.stale_partials} stale partial files removed")
+
+
 if __name__ == "__main__":
     main()

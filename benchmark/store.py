@@ -28,6 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 RUNS, CURVES, BENCH, PROBES = "runs", "curves", "bench", "probes"
+COMPACT_PREFIX = "compact-"  # files written by `seqbench compact` (seqbench.compact), many rows each
 
 RUN_SCHEMA = pa.schema(
     [
@@ -256,6 +257,8 @@ def store_files(folder: Path, schema: pa.Schema) -> list[Path]:
     for path in sorted(folder.glob("*.parquet")):
         try:
             why = _fits(pq.read_schema(path), schema)
+        except FileNotFoundError:
+            raise  # replaced by a compaction since the listing: the caller lists again
         except (pa.ArrowException, OSError) as exc:
             why = f"{type(exc).__name__}: {exc}"
         if why is None:
@@ -275,11 +278,21 @@ def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
     folder = Path(results_dir) / sub
     if not folder.is_dir():
         return schema.empty_table().to_pandas()
-    files = [str(p) for p in store_files(folder, schema)]
-    if not files:
-        return schema.empty_table().to_pandas()
-    # An explicit schema: files written before a column was added read back with nulls in it.
-    frame = ds.dataset(files, schema=schema, format="parquet").to_table().to_pandas()
+    for attempt in range(10):
+        try:
+            listed = store_files(folder, schema)
+            # An explicit schema: files written before a column was added read back with nulls in it.
+            table = ds.dataset([str(p) for p in listed], schema=schema, format="parquet").to_table()
+        except FileNotFoundError:
+            # `seqbench compact` removed a file after merging it: list again, the merged file holds its rows.
+            if attempt == 9:
+                raise
+            continue
+        # A directory listing is no snapshot: a compaction that renamed its merged file in and removed the
+        # sources while we listed could hide both from us. A merged file we did not list means: list again.
+        if not set(folder.glob(f"{COMPACT_PREFIX}*.parquet")) - set(listed) or attempt == 9:
+            break
+    frame = table.to_pandas()
     if sub not in IDENTITY:
         return frame
     return frame.drop_duplicates(subset=IDENTITY[sub], ignore_index=True)

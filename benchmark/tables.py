@@ -59,7 +59,7 @@ def fit(table: Table, width: int | None) -> tuple[Table, list[str]]:
     dropped: list[str] = []
 
     def needed() -> int:  # each column's width, one space of padding on either side and a separator
-        return sum(_natural(table, i) for i in keep) + 3 * len(keep) - 2  # no outer edges
+        return sum(_natural(table, i) for i in keep) + 3 * len(keep)
 
     for name in table.optional:
         if needed() <= width:
