@@ -15,6 +15,7 @@ import click
 
 from seqbench import __version__
 from seqbench.errors import SeqbenchError
+from seqbench.executors import EXECUTORS
 
 
 def _console():
@@ -234,7 +235,11 @@ def _parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
 @click.option("--steps", type=int, help="Optimiser steps for every run.")
 @click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE")
-@click.option("--executor", type=click.Choice(["serial", "dask"]), help="serial (default) or dask.")
+@click.option(
+    "--executor",
+    type=click.Choice(list(EXECUTORS)),
+    help="; ".join(f"{name}: {cls.help}" for name, cls in EXECUTORS.items()) + ".",
+)
 @click.option(
     "--same-process",
     is_flag=True,
@@ -292,26 +297,21 @@ def sweep(
             values["results"] = results_dir
         values.update({k: v for k, v in flags.items() if v not in (None, False)})
         spec = sw.make_spec(values)
-        if spec.executor == "dask" and spec.threads is None:
-            spec = spec.model_copy(
-                update={"threads": 1}
-            )  # measured: 2 processes x 2 threads on 2 cores, 5-25x slower
-        configs = sw.expand(spec)
+        configs = sw.expand(spec)  # with the executor's per-run defaults (Dask: one torch thread per run)
         todo = sw.pending(configs, spec.results, spec.rerun)
+        executor = sw.executor_for(spec)
     except SeqbenchError as exc:
         _fail(exc)
     click.echo(
         f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run "
-        f"({spec.executor}{'' if spec.executor == 'serial' else f', {spec.jobs or 2} workers'})"
+        f"({executor.describe()})"
     )
     outcomes = []
     with SweepProgress(len(todo), grid=tuple(spec.grid)) as bar:
-        if spec.executor == "serial":
-            stream = sw.run_serial(todo, spec.results, bar.event, fresh_process=not spec.same_process)
-        else:
-            stream = sw.run_dask(todo, spec.results, bar.event, spec.jobs, spec.scheduler)
         try:
-            outcomes = [outcome for _, outcome in stream]
+            outcomes = [outcome for _, outcome in executor.run(todo, spec.results, bar.event)]
+        except SeqbenchError as exc:
+            _fail(exc)
         except KeyboardInterrupt:
             click.echo(
                 "Interrupted: stored runs are kept; run the same command again to finish the sweep.", err=True

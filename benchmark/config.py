@@ -7,10 +7,32 @@ settings; anything given explicitly (CLI flag or keyword) wins. Precedence, lowe
 
 so a task can say how long it needs (`Copy.presets`) and a model how it likes to be trained (`NTM.presets`
 for the paper's RMSProp), and the user has the last word.
+
+Options are resolved once, here (`resolve_run_config`, which `make_run_config` and the runner call): the
+stored `task_options` / `model_options` are complete (defaults filled in), coerced and checked against the
+constructors' signatures, and the configuration is built once on the meta device so that a value the
+constructor refuses (`num_layers=0`) is an OptionsError (exit 2, nothing stored) before anything runs.
+This is the one place for such checks: a model or task raises OptionsError from its constructor, or puts a
+constraint in its signature (`Annotated[int, Field(ge=1)]`).
+
+`config_hash` (see `hash_payload`) names one experiment however it was spelled: `10`, `"10"`, `10.0` and
+"left at the default" give one hash. The rules, which keep every stored hash valid as the code grows:
+
+- options enter the hash in their canonical form, only where they differ from the constructor's default
+  (an option added later whose default reproduces the old behaviour changes no stored hash);
+- a task's or model's `version` (class attribute, 1 when absent) enters it when it is not 1: bump it when
+  what the class generates or computes changes, and the new rows never group with the old ones;
+- a setting added to `RunConfig` or `TrainConfig` after configurations were stored is listed in
+  `ADDED_LATER` with its default, and is left out of the hash at that default;
+- the seed, the device and the thread count are not part of the experiment.
+
+Rows stored before options were resolved hold the options as they were given; `legacy_config_hash`
+recomputes their hash under these rules when they are read (`store.read_runs`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any, Literal
@@ -19,6 +41,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from seqbench.errors import OptionsError
+from seqbench.options import resolve_options
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: for tests and for checking that a new model or task runs at all.
@@ -54,9 +77,13 @@ class TrainConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile the model (opt-in: slower on the CPU here)")
 
 
-#: Training settings added after configurations were first stored, with their defaults: a setting at its
-#: default is left out of config_hash, so that stored runs keep their hash and sweeps still skip them.
-ADDED_LATER: dict[str, Any] = {"compile": False}
+#: Settings added after configurations were first stored, with their defaults, by their place in
+#: `RunConfig.model_dump()` ("train.compile"; a top-level field by its name): a setting at its default is
+#: left out of config_hash, so that stored runs keep their hash and sweeps still skip them.
+ADDED_LATER: dict[str, Any] = {"train.compile": False}
+
+#: Not part of the experiment: where and how fast it ran, and which seed.
+NOT_HASHED = ("seed", "device", "train.threads")
 
 
 class RunConfig(BaseModel):
@@ -73,16 +100,56 @@ class RunConfig(BaseModel):
     params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
 
     def config_hash(self) -> str:
-        """What makes two runs the same experiment: everything but the seed and where it ran.
+        """What makes two runs the same experiment: everything but the seed and where it ran (see the
+        module's docstring for the rules). A sweep skips a (config_hash, seed) already stored, so this must
+        not change for cosmetic reasons."""
+        from seqbench.registry import MODELS, TASKS
 
-        A sweep skips a (config_hash, seed) already stored, so this must not change for cosmetic reasons."""
-        payload = self.model_dump(exclude={"seed", "device"})
-        payload["train"].pop("threads", None)
-        for key, default in ADDED_LATER.items():
-            if payload["train"].get(key) == default:
-                payload["train"].pop(key)
-        blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return hash_payload(self.model_dump(), TASKS.get(self.task), MODELS.get(self.model))
+
+
+def version_of(cls: type) -> int:
+    """A task's or model's definition version: 1 unless the class says otherwise."""
+    return int(getattr(cls, "version", 1))
+
+
+def hash_payload(
+    config: dict[str, Any], task_cls: type, model_cls: type, versions: tuple[int, int] | None = None
+) -> str:
+    """config_hash of a dumped RunConfig, under the rules in this module's docstring. `versions` (task,
+    model) default to the classes' own."""
+    from seqbench.options import canonical_json, non_default
+
+    task_version, model_version = versions or (version_of(task_cls), version_of(model_cls))
+    payload = copy.deepcopy(config)
+    for key in NOT_HASHED:
+        _pop(payload, key)
+    for key, default in ADDED_LATER.items():
+        if _get(payload, key) == default:
+            _pop(payload, key)
+    payload["task_options"] = non_default(task_cls, payload["task_options"])
+    payload["model_options"] = non_default(model_cls, payload["model_options"])
+    for field, version in (("task_version", task_version), ("model_version", model_version)):
+        if version != 1:
+            payload[field] = version
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def _get(payload: dict[str, Any], dotted: str) -> Any:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        payload = payload.get(key, {})
+    return payload.get(leaf, _MISSING)
+
+
+def _pop(payload: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        payload = payload.get(key, {})
+    payload.pop(leaf, None)
+
+
+_MISSING = object()
 
 
 def build_train_config(
@@ -117,26 +184,23 @@ def make_run_config(
     params: int | None = None,
     **train: Any,
 ) -> RunConfig:
-    """A validated run configuration: presets merged, options checked, and with `params` the hidden width
-    chosen so that the whole network's parameter count is as close as possible to it (recorded as the row's
-    `target_params` beside the actual `params`). `train` overrides training settings (steps, lr, ...)."""
-    from seqbench.network import check_model_signature, hidden_for_params, load_task
-    from seqbench.options import validate_options
+    """A validated run configuration: presets merged, options resolved (complete, coerced, checked), and
+    with `params` the hidden width chosen so that the whole network's parameter count is as close as
+    possible to it (recorded as the row's `target_params` beside the actual `params`). `train` overrides
+    training settings (steps, lr, ...)."""
+    from seqbench.network import check_model_signature, hidden_for_params
     from seqbench.registry import MODELS, TASKS
 
-    task_options, model_options = dict(task_options or {}), dict(model_options or {})
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
-    validate_options(task_cls, task_options, f"task {task!r}")
+    task_options = resolve_options(task_cls, dict(task_options or {}), f"task {task!r}")
     check_model_signature(model_cls)
-    validate_options(model_cls, model_options, f"model {model!r}")
+    model_options = resolve_options(model_cls, dict(model_options or {}), f"model {model!r}")
     train = {k: v for k, v in train.items() if v is not None}
     if params is not None:
         if train.get("hidden_size") is not None:
             raise OptionsError("Give either a hidden size or a parameter target (--params), not both.")
-        train["hidden_size"] = hidden_for_params(
-            load_task(task, **task_options), model, params, model_options
-        )
-    return RunConfig(
+        train["hidden_size"] = hidden_for_params(task_cls(**task_options), model, params, model_options)
+    config = RunConfig(
         task=task,
         model=model,
         task_options=task_options,
@@ -147,3 +211,61 @@ def make_run_config(
         train=build_train_config(preset, task_cls, model_cls, train),
         params_target=params,
     )
+    check_buildable(config)
+    return config
+
+
+def resolve_run_config(config: RunConfig) -> RunConfig:
+    """`config` with its options resolved and checked (what `make_run_config` returns already; the runner
+    calls this for a RunConfig built by hand or read back from JSON). Idempotent."""
+    from seqbench.registry import MODELS, TASKS
+
+    task_cls, model_cls = TASKS.get(config.task), MODELS.get(config.model)
+    resolved = config.model_copy(
+        update={
+            "task_options": resolve_options(task_cls, config.task_options, f"task {config.task!r}"),
+            "model_options": resolve_options(model_cls, config.model_options, f"model {config.model!r}"),
+        }
+    )
+    check_buildable(resolved)
+    return resolved
+
+
+def check_buildable(config: RunConfig) -> None:
+    """Build the task and, on the meta device (nothing allocated), the network: a value the constructors
+    refuse becomes an OptionsError now, not a stored error row later. A model whose construction needs real
+    tensors (an op without a meta kernel) is left to the run."""
+    import torch
+
+    from seqbench.network import build_network
+    from seqbench.registry import TASKS
+
+    try:
+        task = TASKS.get(config.task)(**config.task_options)
+        with torch.device("meta"):
+            build_network(task, config.model, config.train.hidden_size, config.model_options)
+    except OptionsError:
+        raise
+    except ValueError as exc:  # a constructor refusing a value it was given
+        raise OptionsError(f"{config.task}/{config.model} cannot be built: {exc}") from None
+    except (RuntimeError, NotImplementedError):
+        pass
+
+
+def legacy_config_hash(row: dict[str, Any]) -> str:
+    """The config_hash of a row stored before options were resolved (its options as given, no version
+    columns: every class then was version 1), recomputed under today's rules from the row's own columns."""
+    from seqbench.registry import MODELS, TASKS
+
+    task_cls, model_cls = TASKS.get(row["task"]), MODELS.get(row["model"])
+    target = row.get("target_params")
+    dumped = {
+        "task": row["task"],
+        "model": row["model"],
+        "task_options": resolve_options(task_cls, json.loads(row["task_options"] or "{}"), row["task"]),
+        "model_options": resolve_options(model_cls, json.loads(row["model_options"] or "{}"), row["model"]),
+        "preset": row["preset"],
+        "train": TrainConfig(**json.loads(row["train_config"])).model_dump(),
+        "params_target": None if target is None or target != target else int(target),
+    }
+    return hash_payload(dumped, task_cls, model_cls, versions=(1, 1))

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """ " Did you mean 'x' or 'y'?" for the known names close to `name`, or "" when none is."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
 
 class SeqbenchError(Exception):
     """Base class. `exit_code` is what the CLI exits with (2 = bad usage, as click does)."""

@@ -90,8 +90,10 @@ class SequenceNetwork(nn.Module):
 def build_network(
     task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]
 ) -> SequenceNetwork:
+    """The network for `task` around the registered model, from options as a RunConfig holds them
+    (resolved once by `config.make_run_config`; not checked again here)."""
     core_in = hidden_size if task.input_kind == "tokens" else task.input_size
-    core = load_model(model_name, core_in, hidden_size, **model_options)
+    core = MODELS.get(model_name)(core_in, hidden_size, **model_options)
     return SequenceNetwork(task, core, hidden_size)
 
 

@@ -110,7 +110,8 @@ class SweepProgress:
         self._start = time.perf_counter()
         return self
 
-    def event(self, kind: str, config: Any, outcome: dict[str, Any]) -> None:
+    def event(self, kind: str, config: Any, outcome: Any) -> None:
+        """An executor's event: ("start", config, None) or ("done", config, Outcome)."""
         from seqbench.sweep import describe
 
         if kind == "start":
@@ -118,16 +119,16 @@ class SweepProgress:
         else:
             self.running -= 1
             self.done += 1
-            self.failed += outcome.get("status") != "ok"
+            self.failed += not outcome.ok
             if self._bar is None:
-                acc = outcome.get("accuracy")
+                acc = outcome.accuracy
                 tail = (
                     f"accuracy {acc:.3f}"
                     if isinstance(acc, float)
-                    else (outcome.get("error") or "").splitlines()[0][:120]
+                    else (outcome.error or "").splitlines()[0][:120]
                 )
                 self.console.print(
-                    f"[{self.done}/{self.total}] {describe(config, self.grid)}: {outcome.get('status')}  {tail}  "
+                    f"[{self.done}/{self.total}] {describe(config, self.grid)}: {outcome.status}  {tail}  "
                     f"({time.perf_counter() - self._start:.0f}s, {self.failed} failed)",
                     highlight=False,
                     soft_wrap=True,

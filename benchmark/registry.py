@@ -7,7 +7,6 @@ provider that fails to import fails only the caller that asked for it, with its 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import os
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from seqbench.errors import DuplicateNameError, ProviderImportError, UnknownNameError
+from seqbench.errors import DuplicateNameError, ProviderImportError, UnknownNameError, suggest
 
 TASK_GROUP = "seqbench.tasks"
 MODEL_GROUP = "seqbench.models"
@@ -111,10 +110,8 @@ class Registry:
         providers = self._scan()
         if name not in providers:
             known = self.names()
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(known) or '(none)'}. "
+                f"Unknown {self.kind} {name!r}.{suggest(name, known)} Available: {', '.join(known) or '(none)'}. "
                 f"`seqbench ls {self.kind}s` lists them with their providers."
             )
         candidates = providers[name]

@@ -23,11 +23,10 @@ from typing import Any
 import torch
 
 import seqbench
-from seqbench.config import RunConfig, TrainConfig
+from seqbench.config import RunConfig, TrainConfig, resolve_run_config, version_of
 from seqbench.errors import SeqbenchError
 from seqbench.metrics import PeakMemory, device_name, environment, git_sha, kernels, reset_kernels
-from seqbench.network import build_network, load_task, state_floats
-from seqbench.options import validate_options
+from seqbench.network import build_network, state_floats
 from seqbench.registry import MODELS, TASKS
 from seqbench.store import new_run_id, write_run
 
@@ -136,11 +135,11 @@ def run(
     Usage errors (unknown names, invalid options) raise before anything is stored. Anything that goes
     wrong after that is stored in the row's `status`/`error`; KeyboardInterrupt is stored then re-raised.
     """
-    cfg = config.train
     # Configuration errors (unknown names, a provider that fails to import, bad options) raise here,
     # before anything is stored.
-    task = load_task(config.task, **config.task_options)
-    validate_options(MODELS.get(config.model), config.model_options, f"model {config.model!r}")
+    config = resolve_run_config(config)
+    cfg = config.train
+    task = TASKS.get(config.task)(**config.task_options)
     device = resolve_device(config.device)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
@@ -312,7 +311,8 @@ def _curve_point(run_id, step, samples, train_time, split, length, metric, value
 
 def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str, Any]:
     """A row for a run that died without storing anything itself (e.g. its worker process was killed)."""
-    task = load_task(config.task, **config.task_options)
+    config = resolve_run_config(config)
+    task = TASKS.get(config.task)(**config.task_options)
     row = base_row(config, task, resolve_device(config.device))
     row.update(status=status, error=error)
     return row
@@ -331,9 +331,11 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "task": config.task,
         "task_options": json.dumps(config.task_options, sort_keys=True, default=str),
         "task_provider": TASKS.provider(config.task).spec,
+        "task_version": version_of(TASKS.get(config.task)),
         "model": config.model,
         "model_options": json.dumps(config.model_options, sort_keys=True, default=str),
         "model_provider": MODELS.provider(config.model).spec,
+        "model_version": version_of(MODELS.get(config.model)),
         "seed": config.seed,
         "preset": config.preset,
         "train_config": config.train.model_dump_json(),

@@ -16,6 +16,7 @@ Column names are forever: renaming one breaks every stored leaderboard. Add colu
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -98,6 +99,8 @@ RUN_SCHEMA = pa.schema(
             "state_per_step",
             pa.int64(),
         ),  # floats a growing state (attention history) adds per step; 0 if fixed
+        ("task_version", pa.int64()),  # the task class's `version` (null: stored before versions, i.e. 1)
+        ("model_version", pa.int64()),
     ]
 )
 
@@ -278,20 +281,21 @@ def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
     folder = Path(results_dir) / sub
     if not folder.is_dir():
         return schema.empty_table().to_pandas()
-    for attempt in range(10):
+    for attempt in range(100):  # compactions are rare: a retry or two at most, in practice
+        time.sleep(0.01 * min(attempt, 10))
         try:
             listed = store_files(folder, schema)
             # An explicit schema: files written before a column was added read back with nulls in it.
             table = ds.dataset([str(p) for p in listed], schema=schema, format="parquet").to_table()
         except FileNotFoundError:
             # `seqbench compact` removed a file after merging it: list again, the merged file holds its rows.
-            if attempt == 9:
-                raise
             continue
         # A directory listing is no snapshot: a compaction that renamed its merged file in and removed the
         # sources while we listed could hide both from us. A merged file we did not list means: list again.
-        if not set(folder.glob(f"{COMPACT_PREFIX}*.parquet")) - set(listed) or attempt == 9:
+        if not set(folder.glob(f"{COMPACT_PREFIX}*.parquet")) - set(listed):
             break
+    else:
+        raise OSError(f"{folder} kept changing under the reader (100 tries): is a compaction looping?")
     frame = table.to_pandas()
     if sub not in IDENTITY:
         return frame
@@ -330,8 +334,24 @@ def refuse_inside_store(path: str | Path, results_dir: str | Path) -> None:
 
 
 def read_runs(results_dir: str | Path = "results"):
-    """Every stored run as one pandas DataFrame (empty, with the schema's columns, when there are none)."""
-    return _read(results_dir, RUNS, RUN_SCHEMA)
+    """Every stored run as one pandas DataFrame (empty, with the schema's columns, when there are none).
+
+    Rows stored before options were resolved (no `model_version`) get their config_hash recomputed under
+    today's rules (`config.legacy_config_hash`), so they group with new runs of the same configuration."""
+    runs = _read(results_dir, RUNS, RUN_SCHEMA)
+    legacy = runs["model_version"].isna()
+    if legacy.any():
+        from seqbench.config import legacy_config_hash
+        from seqbench.errors import SeqbenchError
+
+        def upgraded(row: dict[str, Any]) -> str:
+            try:
+                return legacy_config_hash(row)
+            except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row: as stored
+                return row["config_hash"]
+
+        runs.loc[legacy, "config_hash"] = [upgraded(r) for r in runs[legacy].to_dict("records")]
+    return runs
 
 
 def read_curves(results_dir: str | Path = "results"):

@@ -135,7 +135,11 @@ def test_a_writer_and_a_reader_running_meanwhile_lose_nothing_and_see_no_run_twi
 
     def reader() -> None:
         while not stop.is_set():
-            ids = read_runs(tmp_path)["run_id"]
+            try:
+                ids = read_runs(tmp_path)["run_id"]
+            except Exception as exc:
+                seen_problems.append(f"the reader failed: {exc!r}")
+                continue
             if not ids.is_unique:
                 seen_problems.append("a run read twice")
             if "run-10000" not in set(ids):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from seqbench import sweep as sw
 from seqbench.cli import main
+from seqbench.executors import EXECUTORS
 from seqbench.registry import MODELS
 from seqbench.store import read_runs
 from tests import fakes
@@ -230,18 +231,55 @@ def test_a_worker_killed_mid_run_fails_only_its_run(tmp_path, extra_entry_points
             "results": str(tmp_path),
         }
     )
-    outcomes = list(
-        sw.run_dask(
-            sw.expand(spec),
-            str(tmp_path),
-            lambda *a: None,
-            jobs=2,
-            scheduler=None,
-            setup=_register_suicide_model,
-        )
-    )
+    executor = EXECUTORS["dask"](jobs=2, setup=_register_suicide_model)
+    outcomes = list(executor.run(sw.expand(spec), str(tmp_path), lambda *a: None))
     assert len(outcomes) == 4
     runs = read_runs(tmp_path)
     by_model = runs.groupby("model")["status"].apply(sorted).to_dict()
     assert by_model == {"rnn": ["ok", "ok"], "suicide": ["error", "error"]}
     assert runs.loc[runs["model"] == "suicide", "error"].str.contains("KilledWorker").all()
+
+
+def test_executors_are_one_registry_behind_the_cli_and_the_spec(tmp_path):
+    from seqbench.errors import OptionsError
+    from seqbench.executors import Executor, get_executor
+
+    assert set(EXECUTORS) == {"serial", "dask"}
+    for name, cls in EXECUTORS.items():
+        assert issubclass(cls, Executor) and cls.name == name and cls.help
+    choices = next(p for p in main.commands["sweep"].params if p.name == "executor").type.choices
+    assert list(choices) == list(EXECUTORS)  # the CLI's choices come from the registry
+    with pytest.raises(OptionsError, match="Did you mean 'dask'"):
+        get_executor("dsak")
+    with pytest.raises(OptionsError, match="unknown executor 'ray'"):
+        small_spec(tmp_path, executor="ray")
+
+
+def test_an_executors_per_run_defaults_reach_the_python_api(tmp_path):
+    """One torch thread per run on Dask comes from the executor, not the CLI: a spec built in Python gets it,
+    and an explicit thread count still wins."""
+    spec = sw.make_spec({"tasks": ["copy"], "models": ["rnn"], "preset": "smoke", "executor": "dask"})
+    assert {c.train.threads for c in sw.expand(spec)} == {1}
+    spec = sw.make_spec({"tasks": ["copy"], "models": ["rnn"], "preset": "smoke", "executor": "serial"})
+    assert {c.train.threads for c in sw.expand(spec)} == {None}
+    spec = sw.make_spec(
+        {"tasks": ["copy"], "models": ["rnn"], "preset": "smoke", "executor": "dask", "threads": 2}
+    )
+    assert {c.train.threads for c in sw.expand(spec)} == {2}
+
+
+def test_the_serial_executor_yields_an_outcome_per_run(tmp_path):
+    from seqbench.executors import Outcome
+
+    events = []
+    executor = sw.executor_for(small_spec(tmp_path, models=["rnn"], tasks=["copy"], same_process=True))
+    pairs = list(
+        executor.run(
+            sw.expand(small_spec(tmp_path, models=["rnn"], tasks=["copy"])),
+            str(tmp_path),
+            lambda kind, config, outcome: events.append((kind, outcome)),
+        )
+    )
+    assert [type(o) for _, o in pairs] == [Outcome, Outcome] and all(o.ok for _, o in pairs)
+    assert [k for k, _ in events] == ["start", "done", "start", "done"]
+    assert {o.run_id for _, o in pairs} == set(read_runs(tmp_path)["run_id"])

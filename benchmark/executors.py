@@ -1,0 +1,276 @@
+"""Executors: where a sweep's runs execute. One registry, one signature, one `Outcome` per run.
+
+    EXECUTORS["serial"](...).run(configs, results, on_event)   # one after another, a fresh process each
+    EXECUTORS["dask"](jobs=2).run(configs, results, on_event)  # Dask tasks on a local or remote cluster
+
+Every executor is built from the same settings (`jobs`, `scheduler`, `same_process`, `setup`; each takes the
+ones it needs and ignores the rest) and yields `(config, Outcome)` pairs as runs finish, calling
+`on_event("start" | "done", config, outcome)` around each. An executor also declares its per-run defaults
+(`run_threads`: torch threads per run unless the sweep says otherwise), which the sweep applies when it
+expands its configurations, so the Python API gets them as the CLI does. Adding an executor is one class
+here and one entry in `EXECUTORS`: the CLI's `--executor` choices and the sweep's validation come from it.
+
+Both built-ins run each configuration through `run_config`, which is idempotent under a fixed run_id: a
+scheduler may execute a task again after the worker holding its result died, and the second execution must
+not store the run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from seqbench.errors import OptionsError, SeqbenchError, suggest
+
+if TYPE_CHECKING:  # importing the config (pydantic) here would slow `seqbench --help`, which lists executors
+    from seqbench.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sweep learns of one run. `status` is the row's (ok | diverged | oom | error | interrupted), or
+    `invalid` for a configuration the task or model refused before anything was stored."""
+
+    status: str
+    run_id: str | None = None
+    accuracy: float | None = None
+    error: str | None = None
+    wall_time_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> Outcome:
+        return cls(
+            status=row["status"],
+            run_id=row.get("run_id"),
+            accuracy=row.get("accuracy"),
+            error=row.get("error"),
+            wall_time_s=row.get("wall_time_s"),
+        )
+
+
+Event = Callable[
+    [str, "RunConfig", "Outcome | None"], None
+]  # ("start", config, None) | ("done", config, outcome)
+
+
+def run_config(config_json: str, results: str, run_id: str | None = None) -> Outcome:
+    """Run one configuration and report its outcome: what every executor calls, here or on a worker."""
+    from seqbench.config import RunConfig
+    from seqbench.runner import run
+    from seqbench.store import RUNS
+
+    stored = Path(results) / RUNS / f"{run_id}.parquet"
+    if run_id is not None and stored.exists():  # a re-execution: the first one stored the row
+        import pyarrow.parquet as pq
+
+        return Outcome.of_row(pq.read_table(stored).to_pylist()[0])
+    config = RunConfig.model_validate_json(config_json)
+    if config.device in ("auto", "cuda") and gpu_count():  # on a GPU cluster's worker: its own GPU
+        config = config.model_copy(update={"device": _worker_gpu()})
+    try:
+        row = run(config, results, run_id=run_id)
+    except SeqbenchError as exc:  # a configuration the task or model refuses: nothing was stored
+        return Outcome(status="invalid", error=str(exc))
+    return Outcome.of_row(row)
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _worker_gpu() -> str:
+    """On a Dask worker of a local GPU cluster (one worker per GPU, named 0..n-1), that worker's GPU;
+    anywhere else (the serial executor, an external cluster) plain "cuda"."""
+    try:
+        from distributed import get_worker
+
+        return f"cuda:{int(get_worker().name) % gpu_count()}"
+    except (ImportError, ValueError, TypeError):
+        return "cuda"
+
+
+class Executor:
+    """The shape every executor has. Subclasses set `name`, `help` and `run_threads`, and implement `run`."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    run_threads: ClassVar[int | None] = None  # torch threads per run by default; None keeps torch's
+
+    def __init__(
+        self,
+        jobs: int | None = None,
+        scheduler: str | None = None,
+        same_process: bool = False,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.jobs, self.scheduler, self.same_process, self.setup = jobs, scheduler, same_process, setup
+
+    def describe(self) -> str:
+        """How the sweep's first line names where it runs."""
+        return self.name
+
+    def run(
+        self, configs: list[RunConfig], results: str, on_event: Event
+    ) -> Iterator[tuple[RunConfig, Outcome]]:
+        raise NotImplementedError
+
+
+class Serial(Executor):
+    """One run after another, each in a fresh process unless `same_process`: a process that has run before
+    keeps the memory its allocator freed, and the next run's CPU peak-memory reading would come out too low
+    (measured: 14 MiB instead of 176 MiB for copy/lstm). Costs about two seconds per run to start."""
+
+    name = "serial"
+    help = "one run after another on this machine, a fresh process each (the default)"
+
+    def run(
+        self, configs: list[RunConfig], results: str, on_event: Event
+    ) -> Iterator[tuple[RunConfig, Outcome]]:
+        for config in configs:
+            on_event("start", config, None)
+            if self.same_process:
+                outcome = run_config(config.model_dump_json(), results)
+            else:
+                outcome = _in_fresh_process(config.model_dump_json(), results)
+            on_event("done", config, outcome)
+            yield config, outcome
+
+
+def _in_fresh_process(config_json: str, results: str) -> Outcome:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(run_config, config_json, results).result()
+        except BrokenProcessPool as exc:  # killed (out of memory, a signal): nothing was stored
+            return Outcome(status="error", error=f"the run's process died: {exc}")
+
+
+class Dask(Executor):
+    """Every configuration a Dask task, on a `LocalCluster` of `jobs` single-threaded worker processes or on
+    an existing cluster at `scheduler` (one started by dask-jobqueue on SLURM, say). On a local cluster a
+    worker that dies mid-run (killed, out of memory) fails only that run: the scheduler does not retry by
+    itself (allowed-failures 0); the executor resubmits a run whose worker died once (it may only have
+    shared the dying worker) and stores an `error` row if it dies again. An external scheduler keeps its
+    own retry setting. `setup` runs once on every worker before any run (tests register fakes with it)."""
+
+    name = "dask"
+    help = "Dask tasks on a local cluster of --jobs workers, or on the cluster at --scheduler"
+    run_threads = 1  # measured: two processes with torch's default threads on 2 cores ran 5-25x slower
+
+    def describe(self) -> str:
+        return f"dask, {self.scheduler}" if self.scheduler else f"dask, {self.jobs or 2} workers"
+
+    def run(
+        self, configs: list[RunConfig], results: str, on_event: Event
+    ) -> Iterator[tuple[RunConfig, Outcome]]:
+        try:
+            import dask
+            from distributed import Client, LocalCluster, as_completed
+        except ImportError:
+            raise OptionsError(
+                'The dask executor needs Dask: pip install "seqbench[dask]" (or use --executor serial).'
+            ) from None
+        from seqbench.runner import failed_row
+        from seqbench.store import new_run_id, write_run
+
+        cluster = None
+        # allowed-failures 0: a run whose worker dies is not retried (it is stored as an error instead);
+        # worker-saturation 1.0: a worker holds only the run it executes, so a death takes no queued run along.
+        settings = {
+            "distributed.scheduler.allowed-failures": 0,
+            "distributed.scheduler.worker-saturation": 1.0,
+            "distributed.worker.daemon": False,
+        }
+        # GPU runs (cuda, or auto on a machine with GPUs) get one worker per GPU, each run one GPU.
+        local = self.scheduler is None
+        gpus = gpu_count() if local and any(c.device in ("auto", "cuda") for c in configs) else 0
+        with dask.config.set(settings):
+            if local:
+                cluster = LocalCluster(
+                    n_workers=gpus or self.jobs or 2,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                    resources={"GPU": 1} if gpus else None,
+                )
+            client = Client(cluster if cluster is not None else self.scheduler)
+        try:
+            if self.setup is not None:
+                _register_setup(client, self.setup)
+            resources = {"GPU": 1} if gpus else None
+            futures: dict[Any, tuple[RunConfig, str, int]] = {}
+
+            def submit(config: RunConfig, run_id: str, attempt: int) -> Any:
+                fut = client.submit(
+                    run_config,
+                    config.model_dump_json(),
+                    results,
+                    run_id,
+                    pure=False,
+                    key=f"seqbench-run-{run_id}-{attempt}",
+                    resources=resources,
+                )
+                futures[fut] = (config, run_id, attempt)
+                return fut
+
+            for config in configs:
+                submit(config, new_run_id(), 1)  # the run_id is fixed per run: a re-execution finds its row
+                on_event("start", config, None)
+            completed = as_completed(list(futures))
+            for fut in completed:
+                config, run_id, attempt = futures.pop(fut)
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # the worker died (KilledWorker) or the task could not run at all
+                    if attempt < 2:  # a run that merely shared a dying worker gets one more try
+                        completed.add(submit(config, run_id, attempt + 1))
+                        fut.release()
+                        continue
+                    row = failed_row(config, f"{type(exc).__name__}: {exc}")
+                    row["run_id"] = run_id
+                    write_run(results, row)
+                    outcome = Outcome.of_row(row)
+                fut.release()  # let the scheduler forget the result: a later worker death cannot resurrect it
+                on_event("done", config, outcome)
+                yield config, outcome
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _register_setup(client: Any, setup: Callable[[], None]) -> None:
+    """`setup` as a worker plugin: it also runs on workers restarted after a crash."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class SetupPlugin(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            setup()
+
+    client.register_plugin(SetupPlugin(), name="seqbench-setup")
+
+
+EXECUTORS: dict[str, type[Executor]] = {cls.name: cls for cls in (Serial, Dask)}
+
+
+def get_executor(name: str) -> type[Executor]:
+    """The executor class registered under `name`, or an OptionsError with the alternatives."""
+    try:
+        return EXECUTORS[name]
+    except KeyError:
+        raise OptionsError(
+            f"Unknown executor {name!r}.{suggest(name, EXECUTORS)} Available: {', '.join(EXECUTORS)}."
+        ) from None
