@@ -82,7 +82,12 @@ def _fail(exc: SeqbenchError) -> None:
 @click.version_option(__version__, prog_name="seqbench")
 def main() -> None:
     """seqbench: which sequence model remembers what, for how long, at what cost."""
+    import os
     import warnings
+
+    # Before torch loads its OpenMP runtime: waiting threads sleep rather than spin, so a run with several
+    # threads degrades gracefully when something else runs (seqbench.threads; the user's setting wins).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     # seqbench's own warnings (a skipped store file, ...) as one line each, without Python's source echo.
     plain = warnings.formatwarning
@@ -98,7 +103,9 @@ def main() -> None:
 @main.command()
 @click.option("--task", required=True, help="Task name (see `seqbench ls tasks`).")
 @click.option("--model", required=True, help="Model name (see `seqbench ls models`).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds data and initialisation.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds data and initialisation."
+)
 @click.option(
     "--preset",
     type=click.Choice(["smoke", "quick", "paper"]),
@@ -156,6 +163,9 @@ def run(
             **train,
         )
         steps = config.train.steps
+        from seqbench.store import check_writable
+
+        check_writable(results_dir)  # before training: a read-only store costs seconds, not the run
         with _sigterm_interrupts(), RunProgress(f"{task}/{model} seed {seed}", steps) as bar:
             try:
                 row = run_one(config, results_dir, on_progress=bar.update)
@@ -449,13 +459,37 @@ def leaderboard(
 
 @main.command()
 @click.option("--model", "models", multiple=True, help="Model to measure, repeatable (default: every one).")
-@click.option("--hidden", "hidden", multiple=True, type=int, help="Hidden size, repeatable [default: 128].")
-@click.option("--length", "lengths", multiple=True, type=int, help="Length, repeatable [100, 500, 2000].")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--input-size", default=16, show_default=True)
+@click.option(
+    "--hidden",
+    "hidden",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Hidden size, repeatable [default: 128].",
+)
+@click.option(
+    "--length",
+    "lengths",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Length, repeatable [100, 500, 2000].",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--rounds", default=5, show_default=True, help="Timed rounds (halved beyond length 500).")
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads (CPU only).")
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Timed rounds (halved beyond 500).",
+)
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="torch CPU threads (CPU only).",
+)
 @click.option("--no-memory", is_flag=True, help="Skip peak memory (a fresh process per model on the CPU).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs.")
 @click.option("--overhead", is_flag=True, help="Also measure the training loop's overhead (see below).")
@@ -603,10 +637,17 @@ def report(tasks: tuple[str, ...], out: str | None, fmt: str, interactive: bool,
             raise click.UsageError(
                 "--interactive needs plotly: pip install 'seqbench[interactive]'."
             ) from None
+    target = Path(out or ("report.md" if fmt == "markdown" else "report.html"))
+    if not _writable_dir(target.parent):
+        click.echo(f"Error: cannot write the report to {target}: {target.parent}/ is not writable.", err=True)
+        sys.exit(2)
     try:
         path = build_report(results_dir, out, list(tasks) or None, fmt, interactive)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}. Run some first: seqbench run --task copy --model lstm", err=True)
+        sys.exit(2)
+    except OSError as exc:  # became unwritable meanwhile, a full disk
+        click.echo(f"Error: cannot write the report to {target}: {exc.strerror or exc}.", err=True)
         sys.exit(2)
     click.echo(f"Report written to {path}")
 
@@ -632,6 +673,20 @@ def compact(stale_after: float, results_dir: str) -> None:
     for f in result.folders:
         merged = f"{f.merged_files} files -> {f.output} ({f.rows} rows)" if f.output else "nothing to merge"
         click.echo(f"{f.folder}: {merged}; {f.stale_partials} stale partial files removed")
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Whether files can be created in `folder` (creating it if needed): tried, not guessed from modes."""
+    import uuid
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".tmp-{uuid.uuid4().hex}.partial"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -200,17 +200,22 @@ def make_run_config(
         if train.get("hidden_size") is not None:
             raise OptionsError("Give either a hidden size or a parameter target (--params), not both.")
         train["hidden_size"] = hidden_for_params(task_cls(**task_options), model, params, model_options)
-    config = RunConfig(
-        task=task,
-        model=model,
-        task_options=task_options,
-        model_options=model_options,
-        seed=seed,
-        preset=preset,
-        device=device,
-        train=build_train_config(preset, task_cls, model_cls, train),
-        params_target=params,
-    )
+    train_config = build_train_config(preset, task_cls, model_cls, train)
+    try:
+        config = RunConfig(
+            task=task,
+            model=model,
+            task_options=task_options,
+            model_options=model_options,
+            seed=seed,
+            preset=preset,
+            device=device,
+            train=train_config,
+            params_target=params,
+        )
+    except pydantic.ValidationError as exc:  # --seed -1, an unknown preset: one line, what is valid
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise OptionsError(f"Invalid run settings: {problems}.") from None
     check_buildable(config)
     return config
 
@@ -237,9 +242,12 @@ def check_buildable(config: RunConfig) -> None:
     tensors (an op without a meta kernel) is left to the run."""
     import torch
 
+    from seqbench.models import cpp_loops
     from seqbench.network import build_network
     from seqbench.registry import TASKS
 
+    cpp_loops.choice()  # SEQBENCH_LSTM_KERNEL=bogus: an OptionsError now, not an error row later
+    check_device(config.device)
     try:
         task = TASKS.get(config.task)(**config.task_options)
         with torch.device("meta"):
@@ -250,6 +258,20 @@ def check_buildable(config: RunConfig) -> None:
         raise OptionsError(f"{config.task}/{config.model} cannot be built: {exc}") from None
     except (RuntimeError, NotImplementedError):
         pass
+
+
+def check_device(name: str) -> None:
+    """`auto`, `cpu`, `cuda` or `cuda:N` (or another device torch knows, such as `mps`); `gpu` is not one."""
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OptionsError(
+            f"Unknown device {name!r}: use auto, cpu, cuda or cuda:N (auto takes a GPU where torch sees one)."
+        ) from None
 
 
 def legacy_config_hash(row: dict[str, Any]) -> str:

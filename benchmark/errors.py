@@ -52,3 +52,13 @@ class StoreError(SeqbenchError):
     """The results directory cannot be written (checked before training)."""
 
     exit_code = 2
+
+
+class UnstoredRunError(SeqbenchError):
+    """A finished run whose store failed at the end; it was stored in a fallback directory (named)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, row: dict | None = None) -> None:
+        super().__init__(message)
+        self.row = row

@@ -24,11 +24,20 @@ import torch
 
 import seqbench
 from seqbench.config import RunConfig, TrainConfig, resolve_run_config, version_of
-from seqbench.errors import SeqbenchError
-from seqbench.metrics import PeakMemory, device_name, environment, git_sha, kernels, reset_kernels
+from seqbench.errors import SeqbenchError, UnstoredRunError
+from seqbench.metrics import (
+    PeakMemory,
+    device_name,
+    environment,
+    git_sha,
+    kernels,
+    one_off_seconds,
+    reset_kernels,
+)
 from seqbench.network import build_network, state_floats
 from seqbench.registry import MODELS, TASKS
-from seqbench.store import new_run_id, write_run
+from seqbench.store import check_writable, new_run_id, write_run
+from seqbench.threads import ThreadProbe
 
 #: Evaluation sets depend on the task and the length only, never on the run's seed: every model and
 #: every seed is judged on the same sequences.
@@ -141,6 +150,8 @@ def run(
     cfg = config.train
     task = TASKS.get(config.task)(**config.task_options)
     device = resolve_device(config.device)
+    if store:
+        check_writable(results_dir)  # a read-only store fails now (exit 2), not after training
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)  # restored below: later runs in this process are not affected
@@ -201,6 +212,9 @@ def _run(
         eval_time += time.perf_counter() - t0
 
     state = Progress(total_steps=cfg.steps)
+    # No --threads on the CPU: the faster of 1 and N threads, probed in the warm-up steps (seqbench.threads).
+    probe = ThreadProbe() if cfg.threads is None and device.type == "cpu" else ThreadProbe(many=1)
+    timed_after = max(cfg.warmup_steps, probe.steps)
     try:
         memory.start()
         torch.manual_seed(config.seed)
@@ -216,7 +230,9 @@ def _run(
 
         loss_sum, loss_n = 0.0, 0
         while step < cfg.steps:
+            probe.before_step()
             _sync(device)
+            one_off0 = one_off_seconds()
             t0 = time.perf_counter()
             batch = task.sample(cfg.batch_size, task.sample_length(gen), gen)
             data_time += time.perf_counter() - t0
@@ -226,12 +242,14 @@ def _run(
             _clip(params, cfg)
             optimizer.step()
             loss_value = loss.item()  # synchronises
-            dt = time.perf_counter() - t0
+            # One-off costs inside the step (building the C++ loops on first use) stay in wall time only.
+            dt = time.perf_counter() - t0 - (one_off_seconds() - one_off0)
+            probe.after_step(dt)
             step += 1
             samples += batch.batch_size
             tokens += batch.batch_size * batch.steps
             train_time += dt
-            if step > cfg.warmup_steps:
+            if step > timed_after:
                 timed_time += dt
                 timed_tokens += batch.batch_size * batch.steps
             if not math.isfinite(loss_value):
@@ -262,7 +280,9 @@ def _run(
     except (torch.OutOfMemoryError, MemoryError) as exc:
         row.update(status="oom", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+        oom = is_out_of_memory(exc)
+        trace = "" if oom else f"\n{traceback.format_exc(limit=8)}"
+        row.update(status="oom" if oom else "error", error=f"{type(exc).__name__}: {exc}{trace}")
 
     row["peak_memory_bytes"] = memory.stop()
     row.update(
@@ -274,6 +294,7 @@ def _run(
         eval_time_s=eval_time,
         wall_time_s=time.perf_counter() - wall0,
         kernels=kernels(),
+        threads=torch.get_num_threads(),
         train_tokens_per_s=(timed_tokens / timed_time)
         if timed_time > 0
         else (tokens / train_time if train_time else None),
@@ -290,10 +311,46 @@ def _run(
             infer_tokens_per_s=infer_tokens / infer_time if infer_time > 0 else None,
         )
     if store:
-        write_run(results_dir, row, curve)
+        store_or_fall_back(results_dir, row, curve)
     if interrupted is not None:
         raise interrupted
     return row
+
+
+#: Messages of allocation failures that torch raises as a plain RuntimeError (the CPU allocator), not as
+#: torch.OutOfMemoryError.
+_OOM_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure, whatever type it came as (the CPU allocator raises RuntimeError)."""
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MESSAGES)
+
+
+def store_or_fall_back(results_dir: str | Path, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
+    """Store the run; if the store fails now (it was writable when the run started: a full disk, a
+    remount), store it under the fallback directory instead and raise UnstoredRunError naming it: a finished
+    run is never lost."""
+    try:
+        write_run(results_dir, row, curve)
+    except OSError as exc:
+        fallback = fallback_dir()
+        write_run(fallback, row, curve)
+        raise UnstoredRunError(
+            f"Could not store the run under {results_dir}/ ({exc.strerror or exc}); it is stored under "
+            f"{fallback}/ instead: {fallback}/runs/{row['run_id']}.parquet (move runs/ and curves/ files "
+            f"into {results_dir}/ to merge it).",
+            row,
+        ) from exc
+
+
+def fallback_dir() -> Path:
+    """Where a run goes when its store fails at the end: $SEQBENCH_FALLBACK_DIR, else a folder in the
+    system's temporary directory."""
+    import os
+    import tempfile
+
+    return Path(os.environ.get("SEQBENCH_FALLBACK_DIR") or Path(tempfile.gettempdir()) / "seqbench-unstored")
 
 
 def _curve_point(run_id, step, samples, train_time, split, length, metric, value) -> dict[str, Any]:

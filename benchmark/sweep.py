@@ -70,11 +70,20 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = path.read_text()
     if path.suffix in (".toml",):
-        return tomllib.loads(text)
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise OptionsError(f"{path}: not valid TOML: {exc}.") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise OptionsError(f"{path}: not valid YAML{at}: {what}.") from None
         if not isinstance(data, dict):
             raise OptionsError(
                 f"{path}: a sweep file holds a mapping of settings, got {type(data).__name__}."
