@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 
 
-
 class ThreadProbe:
     """Chooses between 1 and `torch.get_num_threads()` threads over the first training steps.
 
