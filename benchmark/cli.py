@@ -34,9 +34,11 @@ def _console():
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C, so the run so far is stored."""
+    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C, so the run so far is stored; a second
+    SIGTERM while that happens is ignored (it would cut the storing short)."""
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -317,7 +319,7 @@ def sweep(
         f"({executor.describe()})"
     )
     outcomes = []
-    with SweepProgress(len(todo), grid=tuple(spec.grid)) as bar:
+    with _sigterm_interrupts(), SweepProgress(len(todo), grid=tuple(spec.grid)) as bar:
         try:
             outcomes = [outcome for _, outcome in executor.run(todo, spec.results, bar.event)]
         except SeqbenchError as exc:
