@@ -27,17 +27,19 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
 from torch import nn
 
 import seqbench
-from seqbench.metrics import PeakMemory, device_name, environment, git_sha, kernels, reset_kernels
+from seqbench.memory import PeakMemory, memory_kind
 from seqbench.network import state_floats
+from seqbench.provenance import kernels, provenance, reset_kernels
 from seqbench.registry import MODELS
+from seqbench.store import new_run_id
 from seqbench.tables import Table, fmt
+from seqbench.training import bare_training, count_parameters, sync, training_config
 
 REFERENCE = "nn.LSTM"
 # The fused PyTorch module each family of models is also compared with ("within 1.5x of nn.GRU / nn.RNN").
@@ -65,20 +67,18 @@ def build(name: str, input_size: int, hidden_size: int, options: dict[str, Any] 
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
+    """What the bench times as a model's training step: forward and backward of the model alone on random
+    inputs, under a mean-square loss (no task, no optimiser: the model's own cost, comparable with
+    nn.LSTM's). A run's training step is `seqbench.training.Training.step`."""
     model.zero_grad(set_to_none=True)
     model(x).square().mean().backward()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -216,7 +216,7 @@ def run_bench(spec: BenchSpec, on_progress: Callable[[str], None] | None = None)
     threads_before = torch.get_num_threads()
     if spec.threads is not None and device.type == "cpu":
         torch.set_num_threads(spec.threads)
-    bench_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 10**6:06d}"
+    bench_id = new_run_id()
     families = sorted({FAMILY[m] for m in spec.models if m in FAMILY} - {REFERENCE})
     names = [REFERENCE, *families, *[m for m in spec.models if m not in (REFERENCE, *families)]]
     say = on_progress or (lambda _: None)
@@ -275,20 +275,14 @@ def _measure_size(
     ref_train, ref_infer = statistics.median(train[REFERENCE]), statistics.median(infer[REFERENCE])
     ref_mem = None
     rows = []
-    env = environment()
     for name in names:
         row: dict[str, Any] = {
             "kind": "bench",
             "bench_id": bench_id,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seqbench_version": seqbench.__version__,
-            "git_sha": git_sha(),
+            **provenance(device),
             "model": name,
             "model_options": json.dumps(spec.model_options.get(name, {}), sort_keys=True),
-            "device": device.type,
-            "device_name": device_name(device),
             "threads": torch.get_num_threads() if device.type == "cpu" else None,
-            **env,
             "kernels": kernel_of.get(name),
             "hidden_size": H,
             "length": T,
@@ -303,7 +297,7 @@ def _measure_size(
             model = models[name]
             t_train, t_infer = statistics.median(train[name]), statistics.median(infer[name])
             row.update(
-                params=sum(p.numel() for p in model.parameters()),
+                params=count_parameters(model),
                 state_size=state_floats(model, T)[0],
                 train_step_s=t_train,
                 train_tokens_per_s=B * T / t_train,
@@ -326,7 +320,7 @@ def _measure_size(
                     row["error"] = f"memory not measured: {str(exc).splitlines()[0]}"
                 else:
                     row["peak_memory_bytes"] = mem
-                    row["memory_kind"] = device.type if device.type == "cuda" else "cpu"
+                    row["memory_kind"] = memory_kind(device)
                     if name == REFERENCE:
                         ref_mem = mem
                     if ref_mem:
@@ -391,52 +385,9 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
     return Table("seqbench bench", columns, cells, notes)
 
 
-def training_config(
-    task_name: str, model: str, device: str, steps: int | None, batch_size: int | None = None, **kwargs: Any
-) -> Any:
-    """A quick-preset run configuration with one thread and `steps` steps (None: the preset's; other
-    keywords as `make_run_config`'s)."""
-    from seqbench.config import make_run_config
-
-    overrides = {"steps": steps, "threads": 1, "batch_size": batch_size}
-    return make_run_config(task_name, model, device=device, **overrides, **kwargs)
-
-
-def bare_training(
-    config: Any, steps: int, on_built: Callable[[nn.Module, Any], None] | None = None
-) -> tuple[nn.Module, Any, float]:
-    """Train `steps` steps with nothing around them: forward, loss, backward, clipping and the optimiser on
-    batches generated beforehand (the same sequence of batches the runner draws). Returns the network, the
-    task and the seconds the steps took. `on_built(net, task)` runs before the first step (untimed)."""
-    from seqbench.network import build_network, load_task
-    from seqbench.runner import _clip, make_optimizer, resolve_device
-
-    device = resolve_device(config.device)
-    task = load_task(config.task, **config.task_options)
-    cfg = config.train
-    torch.manual_seed(config.seed)
-    net = build_network(task, config.model, cfg.hidden_size, config.model_options).to(device)
-    if on_built:
-        on_built(net, task)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
-    batches = [task.sample(cfg.batch_size, task.sample_length(gen), gen) for _ in range(steps)]
-    _sync(device)
-    t0 = time.perf_counter()
-    for batch in batches:
-        loss = task.loss(net(batch.inputs), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        _clip(params, cfg)
-        optimizer.step()
-    _sync(device)
-    return net, task, time.perf_counter() - t0
-
-
 def bare_loop_time(config: Any, steps: int) -> float:
-    """Seconds for `steps` bare training steps (see `bare_training`)."""
-    return bare_training(config, steps)[2]
+    """Seconds for `steps` training steps with nothing around them (`training.bare_training`)."""
+    return bare_training(config, steps)[1]
 
 
 def loop_overhead(
@@ -527,9 +478,9 @@ def overhead_table(
 
 def sequences_per_s(model: str, device: str, batch_size: int, steps: int = 5) -> float:
     """Training sequences/s on the copy task (length 20) at one batch size: forward, backward, optimiser."""
-    config = training_config("copy", model, device, steps, batch_size)
     # Fixed-length batches, so that both batch sizes do the same work per sequence.
-    config = config.model_copy(update={"task_options": {"min_length": 20, "max_length": 20}})
+    fixed = {"min_length": 20, "max_length": 20}
+    config = training_config("copy", model, device, steps, batch_size, task_options=fixed)
     bare_loop_time(config, 1)  # warm-up
     return batch_size * steps / bare_loop_time(config, steps)
 

@@ -99,6 +99,22 @@ class RunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
 
+    def make_task(self) -> Any:
+        """The task this configuration trains on (its options as resolved, not checked again)."""
+        from seqbench.registry import TASKS
+
+        return TASKS.get(self.task)(**self.task_options)
+
+    def options_changed(self) -> dict[str, Any]:
+        """The task's and the model's options that differ from their defaults, in one mapping."""
+        from seqbench.options import non_default
+        from seqbench.registry import MODELS, TASKS
+
+        return {
+            **non_default(TASKS.get(self.task), self.task_options),
+            **non_default(MODELS.get(self.model), self.model_options),
+        }
+
     def config_hash(self) -> str:
         """What makes two runs the same experiment: everything but the seed and where it ran (see the
         module's docstring for the rules). A sweep skips a (config_hash, seed) already stored, so this must
@@ -244,12 +260,11 @@ def check_buildable(config: RunConfig) -> None:
 
     from seqbench.models import cpp_loops
     from seqbench.network import build_network
-    from seqbench.registry import TASKS
 
     cpp_loops.choice()  # SEQBENCH_LSTM_KERNEL=bogus: an OptionsError now, not an error row later
     check_device(config.device)
     try:
-        task = TASKS.get(config.task)(**config.task_options)
+        task = config.make_task()
         with torch.device("meta"):
             build_network(task, config.model, config.train.hidden_size, config.model_options)
     except OptionsError:

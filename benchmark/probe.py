@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
 
-from seqbench.bench import bare_training, training_config
+from seqbench.provenance import provenance
+from seqbench.store import new_run_id
+from seqbench.training import bare_training, training_config
 
 
 def last_scored(mask: torch.Tensor) -> torch.Tensor:
@@ -74,24 +74,27 @@ def probe(
     profiles: dict[str, torch.Tensor] = {}
     fixed: dict[str, Any] = {}
 
-    def at_init(net: torch.nn.Module, task_obj: Any) -> None:
+    def at_init(training: Any) -> None:
+        net, task_obj = training.net, training.task
         gen = torch.Generator(device=next(net.parameters()).device).manual_seed(12345)
         fixed["batch"] = task_obj.sample(batch_size, task_obj.train_length, gen)
         profiles["init"] = gradient_profile(net, task_obj, fixed["batch"])
 
-    net, task_obj, _ = bare_training(config, steps, on_built=at_init)
+    training, _ = bare_training(config, steps, on_built=at_init)
+    net, task_obj = training.net, training.task
     profiles["trained"] = gradient_profile(net, task_obj, fixed["batch"])
     mask = fixed["batch"].mask
     last = int(last_scored(mask).max())
-    probe_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    probe_id = new_run_id()
+    made = provenance(next(net.parameters()).device)
     rows = []
     for stage, g in profiles.items():
         ref = float(g[last]) or float("nan")
         for t in range(last + 1):
             rows.append(
                 {
+                    **made,
                     "probe_id": probe_id,
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "task": task,
                     "task_options": json.dumps(config.task_options, sort_keys=True),
                     "model": model,

@@ -1,8 +1,12 @@
 """One run: build task and model from a config, train, evaluate, measure, store one row.
 
-    spec -> task, network -> [sample -> forward -> masked loss -> backward -> clip -> step] x steps
-         -> every `eval_every` steps: fixed, seeded evaluation sets at every evaluation length
-         -> result row + learning curve -> results/ (atomic, one file per run)
+    config -> task, Training (network, optimiser, trainer)
+           -> [sample a batch -> training.step(batch)] x steps          (seqbench.training: one step)
+           -> every `eval_every` steps: a fixed, seeded evaluation set at the training length
+           -> at the end: every evaluation length
+           -> result row + learning curve -> results/ (atomic, one file per run)
+
+`RunState` holds what the run has measured so far; the row's figures are read off it once, at the end.
 
 Failures are results too: a NaN loss stores `diverged`, running out of memory `oom`, an exception `error`
 (with its message), Ctrl-C `interrupted`; each with everything measured so far.
@@ -15,29 +19,22 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import seqbench
-from seqbench.config import RunConfig, TrainConfig, resolve_run_config, version_of
+from seqbench.columns import run_defaults
+from seqbench.config import RunConfig, resolve_run_config, version_of
 from seqbench.errors import SeqbenchError, UnstoredRunError
-from seqbench.metrics import (
-    PeakMemory,
-    device_name,
-    environment,
-    git_sha,
-    kernels,
-    one_off_seconds,
-    reset_kernels,
-)
-from seqbench.network import build_network, state_floats
+from seqbench.memory import PeakMemory, memory_kind
+from seqbench.network import state_floats
+from seqbench.provenance import kernels, one_off_seconds, provenance, reset_kernels
 from seqbench.registry import MODELS, TASKS
 from seqbench.store import check_writable, new_run_id, write_run
 from seqbench.threads import ThreadProbe
+from seqbench.training import Training, count_parameters, sync
 
 #: Evaluation sets depend on the task and the length only, never on the run's seed: every model and
 #: every seed is judged on the same sequences.
@@ -69,27 +66,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    if cfg.optimizer == "rmsprop":
-        # Graves' RMSProp as used for the NTM: centred, decay 0.95 (PyTorch's `alpha`), with momentum.
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, momentum=cfg.momentum, centered=True)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-
-
-def _clip(params: list[torch.nn.Parameter], cfg: TrainConfig) -> None:
-    if cfg.clip == "norm":
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip_value)
-    elif cfg.clip == "value":
-        torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class Evaluator:
     """Fixed evaluation sets, one per evaluation length, generated once per run from EVAL_SEED."""
 
@@ -117,10 +93,10 @@ class Evaluator:
             n = 0
             for batch in self.sets[length]:
                 tokens += batch.batch_size * batch.steps
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 out = net(batch.inputs)
-                _sync(device)
+                sync(device)
                 elapsed += time.perf_counter() - t0
                 m = self.task.metrics(out, batch)
                 m["loss"] = float(self.task.loss(out, batch))
@@ -147,174 +123,224 @@ def run(
     # Configuration errors (unknown names, a provider that fails to import, bad options) raise here,
     # before anything is stored.
     config = resolve_run_config(config)
-    cfg = config.train
-    task = TASKS.get(config.task)(**config.task_options)
+    task = config.make_task()
     device = resolve_device(config.device)
     if store:
         check_writable(results_dir)  # a read-only store fails now (exit 2), not after training
     threads_before = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)  # restored below: later runs in this process are not affected
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)  # restored below: later runs are not affected
     try:
-        return _run(config, task, device, results_dir, on_progress, store, run_id)
+        reset_kernels()  # `kernels` in the row names the loop implementations this run used
+        row = base_row(config, task, device)
+        if run_id is not None:
+            row["run_id"] = run_id
+        state = RunState(config, task, device, row, on_progress)
+        interrupted = state.execute()
+        if store:
+            store_or_fall_back(results_dir, row, state.curve)
+        if interrupted is not None:
+            raise interrupted
+        return row
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(
-    config: RunConfig,
-    task: Any,
-    device: torch.device,
-    results_dir: str | Path,
-    on_progress: ProgressCallback | None,
-    store: bool,
-    run_id: str | None,
-) -> dict[str, Any]:
-    cfg = config.train
+@dataclass
+class RunState:
+    """One run in progress: what it has measured so far, and the row those figures end up in.
 
-    reset_kernels()  # `kernels` in the row names the loop implementations this run used
-    row = base_row(config, task, device)
-    if run_id is not None:
-        row["run_id"] = run_id
-    curve: list[dict[str, Any]] = []
-    memory = PeakMemory(device)
-    interrupted: BaseException | None = None
-    wall0 = time.perf_counter()
-    train_time = 0.0
-    data_time = eval_time = 0.0  # batch generation inside the training steps; every evaluation
-    timed_time, timed_tokens = 0.0, 0
-    step = samples = tokens = 0
-    last_eval: dict[int, dict[str, float]] = {}
-    infer_time, infer_tokens = 0.0, 0
-    recorded: set[tuple[int, int]] = set()  # (step, length) already in the curve
+    `execute` trains, evaluates and fills the row; the counters below are its only state."""
 
-    def evaluate(net: torch.nn.Module, every_length: bool) -> None:
-        """During training only the training length (solving and the learning curve need nothing
-        more; every length costs about ten times as much, which the loop's overhead budget of 5% does
-        not allow); every evaluation length at the end."""
-        nonlocal last_eval, infer_time, infer_tokens, eval_time
-        lengths = None if every_length else [task.train_length]
-        t0 = time.perf_counter()
-        last_eval, infer_time, infer_tokens = evaluator(net, device, lengths)
-        for length, metrics in last_eval.items():
-            if (step, length) in recorded:  # the final evaluation right after one at this step
-                continue
-            recorded.add((step, length))
-            for metric, value in metrics.items():
-                curve.append(
-                    _curve_point(row["run_id"], step, samples, train_time, "eval", length, metric, value)
-                )
-        main = last_eval[task.train_length]
-        acc = main["accuracy"]
-        if not row["solved"] and task.solved(main, cfg.solve_threshold):
-            row.update(solved=True, steps_to_solve=step, samples_to_solve=samples, time_to_solve_s=train_time)
-        state.accuracy = acc
-        eval_time += time.perf_counter() - t0
+    config: RunConfig
+    task: Any
+    device: torch.device
+    row: dict[str, Any]
+    on_progress: ProgressCallback | None = None
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    train_time: float = 0.0  # in training steps (batch generation included, evaluation not)
+    data_time: float = 0.0  # of which generating batches
+    eval_time: float = 0.0  # in evaluations
+    timed_time: float = 0.0  # training steps after the warm-up: what tokens/s counts
+    timed_tokens: int = 0
+    infer_time: float = 0.0  # the latest evaluation's forward passes
+    infer_tokens: int = 0
+    last_eval: dict[int, dict[str, float]] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    recorded: set[tuple[int, int]] = field(default_factory=set)  # (step, length) already in the curve
 
-    state = Progress(total_steps=cfg.steps)
-    # No --threads on the CPU: the faster of 1 and N threads, probed in the warm-up steps (seqbench.threads).
-    probe = ThreadProbe() if cfg.threads is None and device.type == "cpu" else ThreadProbe(many=1)
-    timed_after = max(cfg.warmup_steps, probe.steps)
-    try:
-        memory.start()
-        torch.manual_seed(config.seed)
-        net = build_network(task, config.model, cfg.hidden_size, config.model_options).to(device)
-        row["params"] = sum(p.numel() for p in net.parameters())
-        if cfg.compile:  # compiles on the first step of each new input shape: counted in train_time_s
-            net.core = torch.compile(net.core, dynamic=True)
-        row["state_size"], row["state_per_step"] = state_floats(net.core, task.train_length)
-        params = [p for p in net.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params, cfg)
-        gen = torch.Generator(device=device).manual_seed(config.seed)
+    def execute(self) -> BaseException | None:
+        """Train and evaluate, then fill the row. Failures are stored as the row's status; a
+        KeyboardInterrupt is returned so that the caller stores the row before re-raising it."""
+        interrupted: BaseException | None = None
+        memory = PeakMemory(self.device)
+        wall0 = time.perf_counter()
+        try:
+            memory.start()
+            self.train()
+        except KeyboardInterrupt as exc:
+            self.row.update(status="interrupted", error="interrupted by the user (KeyboardInterrupt)")
+            interrupted = exc
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            self.row.update(status="oom", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            oom = is_out_of_memory(exc)  # the CPU allocator's failure is a RuntimeError
+            trace = "" if oom else f"\n{traceback.format_exc(limit=8)}"
+            self.row.update(status="oom" if oom else "error", error=f"{type(exc).__name__}: {exc}{trace}")
+        self.row["peak_memory_bytes"] = memory.stop()
+        self.row.update(
+            steps=self.step,
+            samples_seen=self.samples,
+            tokens_seen=self.tokens,
+            train_time_s=self.train_time,
+            data_time_s=self.data_time,
+            eval_time_s=self.eval_time,
+            wall_time_s=time.perf_counter() - wall0,
+            kernels=kernels(),
+            threads=torch.get_num_threads(),  # the count that ran (the thread probe's choice)
+            train_tokens_per_s=self.train_tokens_per_s(),
+        )
+        if self.last_eval:
+            main = self.last_eval[self.task.train_length]
+            self.row.update(
+                accuracy=main["accuracy"],
+                loss=main["loss"],
+                metrics=json.dumps(
+                    {k: v for k, v in main.items() if k not in ("accuracy", "loss")}, sort_keys=True
+                ),
+                accuracy_by_length=json.dumps({str(k): v["accuracy"] for k, v in self.last_eval.items()}),
+                infer_tokens_per_s=self.infer_tokens / self.infer_time if self.infer_time > 0 else None,
+            )
+        return interrupted
+
+    def train_tokens_per_s(self) -> float | None:
+        """Training tokens/s: after the warm-up steps where there were any, else over every step."""
+        if self.timed_time > 0:
+            return self.timed_tokens / self.timed_time
+        return self.tokens / self.train_time if self.train_time > 0 else None
+
+    def train(self) -> None:
+        cfg, task, device = self.config.train, self.task, self.device
+        training = Training.build(self.config, task, device)
+        self.row["params"] = count_parameters(training.net)
+        self.row["state_size"], self.row["state_per_step"] = state_floats(
+            training.net.core, task.train_length
+        )
+        gen = torch.Generator(device=device).manual_seed(self.config.seed)
         evaluator = Evaluator(task, cfg.eval_size, device)
-
+        progress = Progress(total_steps=cfg.steps)
+        # No --threads on the CPU: the faster of 1 and N threads, probed in the warm-up steps (seqbench.threads)
+        probe = ThreadProbe() if cfg.threads is None and device.type == "cpu" else ThreadProbe(many=1)
+        timed_after = max(cfg.warmup_steps, probe.steps)
         loss_sum, loss_n = 0.0, 0
-        while step < cfg.steps:
+        while self.step < cfg.steps:
             probe.before_step()
-            _sync(device)
+            sync(device)
             one_off0 = one_off_seconds()
             t0 = time.perf_counter()
-            batch = task.sample(cfg.batch_size, task.sample_length(gen), gen)
-            data_time += time.perf_counter() - t0
-            loss = task.loss(net(batch.inputs), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            _clip(params, cfg)
-            optimizer.step()
-            loss_value = loss.item()  # synchronises
-            # One-off costs inside the step (building the C++ loops on first use) stay in wall time only.
+            batch = training.sample(gen)
+            self.data_time += time.perf_counter() - t0
+            loss = training.step(batch)
+            # One-off work inside the step (building the C++ loops on first use) stays in wall time only.
             dt = time.perf_counter() - t0 - (one_off_seconds() - one_off0)
             probe.after_step(dt)
-            step += 1
-            samples += batch.batch_size
-            tokens += batch.batch_size * batch.steps
-            train_time += dt
-            if step > timed_after:
-                timed_time += dt
-                timed_tokens += batch.batch_size * batch.steps
-            if not math.isfinite(loss_value):
-                row.update(status="diverged", error=f"loss became {loss_value} at step {step}")
-                break
-            loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
-            state.step, state.loss = step, loss_value
-            state.tokens_per_s = timed_tokens / timed_time if timed_time > 0 else tokens / train_time
-            evaluated = step % cfg.eval_every == 0 or step == cfg.steps
+            self.step += 1
+            self.samples += batch.batch_size
+            self.tokens += batch.batch_size * batch.steps
+            self.train_time += dt
+            if self.step > timed_after:
+                self.timed_time += dt
+                self.timed_tokens += batch.batch_size * batch.steps
+            if not math.isfinite(loss):
+                self.row.update(status="diverged", error=f"loss became {loss} at step {self.step}")
+                return
+            loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            progress.step, progress.loss = self.step, loss
+            progress.tokens_per_s = self.train_tokens_per_s() or 0.0
+            evaluated = self.step % cfg.eval_every == 0 or self.step == cfg.steps
             if evaluated:
-                curve.append(
-                    _curve_point(
-                        row["run_id"], step, samples, train_time, "train", None, "loss", loss_sum / loss_n
-                    )
-                )
+                self.curve.append(self._point("train", None, "loss", loss_sum / loss_n))
                 loss_sum, loss_n = 0.0, 0
-                if step < cfg.steps:  # the last step gets the full evaluation below
-                    evaluate(net, every_length=False)
-            if on_progress:
-                on_progress(state, evaluated)
-            if row["solved"]:
+                if self.step < cfg.steps:  # the last step gets the full evaluation below
+                    progress.accuracy = self.evaluate(training.net, evaluator, [task.train_length])
+            if self.on_progress:
+                self.on_progress(progress, evaluated)
+            if self.row["solved"]:
                 break
-        if row["status"] == "ok":
-            evaluate(net, every_length=True)  # the final figures describe the final model at every length
-    except KeyboardInterrupt as exc:
-        row.update(status="interrupted", error="interrupted by the user (KeyboardInterrupt)")
-        interrupted = exc
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        row.update(status="oom", error=f"{type(exc).__name__}: {exc}")
-    except Exception as exc:
-        oom = is_out_of_memory(exc)
-        trace = "" if oom else f"\n{traceback.format_exc(limit=8)}"
-        row.update(status="oom" if oom else "error", error=f"{type(exc).__name__}: {exc}{trace}")
+        self.evaluate(training.net, evaluator, None)  # the final figures: the final model at every length
 
-    row["peak_memory_bytes"] = memory.stop()
-    row.update(
-        steps=step,
-        samples_seen=samples,
-        tokens_seen=tokens,
-        train_time_s=train_time,
-        data_time_s=data_time,
-        eval_time_s=eval_time,
-        wall_time_s=time.perf_counter() - wall0,
-        kernels=kernels(),
-        threads=torch.get_num_threads(),
-        train_tokens_per_s=(timed_tokens / timed_time)
-        if timed_time > 0
-        else (tokens / train_time if train_time else None),
-    )
-    if last_eval:
-        main = last_eval[task.train_length]
-        row.update(
-            accuracy=main["accuracy"],
-            loss=main["loss"],
-            metrics=json.dumps(
-                {k: v for k, v in main.items() if k not in ("accuracy", "loss")}, sort_keys=True
-            ),
-            accuracy_by_length=json.dumps({str(k): v["accuracy"] for k, v in last_eval.items()}),
-            infer_tokens_per_s=infer_tokens / infer_time if infer_time > 0 else None,
-        )
-    if store:
-        store_or_fall_back(results_dir, row, curve)
-    if interrupted is not None:
-        raise interrupted
+    def evaluate(self, net: torch.nn.Module, evaluator: Evaluator, lengths: list[int] | None) -> float:
+        """Evaluate at `lengths` (None: every evaluation length), add the curve points, note a solve;
+        the accuracy at the training length. During training only the training length is evaluated
+        (solving and the learning curve need nothing more; every length costs about ten times as much,
+        which the loop's overhead budget of 5% does not allow); every evaluation length at the end."""
+        t0 = time.perf_counter()
+        self.last_eval, self.infer_time, self.infer_tokens = evaluator(net, self.device, lengths)
+        for length, metrics in self.last_eval.items():
+            if (self.step, length) in self.recorded:  # the final evaluation right after one at this step
+                continue
+            self.recorded.add((self.step, length))
+            for metric, value in metrics.items():
+                self.curve.append(self._point("eval", length, metric, value))
+        main = self.last_eval[self.task.train_length]
+        if not self.row["solved"] and self.task.solved(main, self.config.train.solve_threshold):
+            self.row.update(
+                solved=True,
+                steps_to_solve=self.step,
+                samples_to_solve=self.samples,
+                time_to_solve_s=self.train_time,
+            )
+        self.eval_time += time.perf_counter() - t0
+        return main["accuracy"]
+
+    def _point(self, split: str, length: int | None, metric: str, value: float) -> dict[str, Any]:
+        return {
+            "run_id": self.row["run_id"],
+            "step": self.step,
+            "samples_seen": self.samples,
+            "train_time_s": self.train_time,
+            "split": split,
+            "length": length,
+            "metric": metric,
+            "value": float(value),
+        }
+
+
+def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str, Any]:
+    """A row for a run that died without storing anything itself (e.g. its worker process was killed)."""
+    config = resolve_run_config(config)
+    task = config.make_task()
+    row = base_row(config, task, resolve_device(config.device))
+    row.update(status=status, error=error)
     return row
+
+
+def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
+    """Every column of a result row (`seqbench.columns.RUN_COLUMNS`), with what is known before training."""
+    return {
+        **run_defaults(),
+        **provenance(device),
+        "run_id": new_run_id(),
+        "config_hash": config.config_hash(),
+        "task": config.task,
+        "task_options": json.dumps(config.task_options, sort_keys=True, default=str),
+        "task_provider": TASKS.provider(config.task).spec,
+        "task_version": version_of(TASKS.get(config.task)),
+        "model": config.model,
+        "model_options": json.dumps(config.model_options, sort_keys=True, default=str),
+        "model_provider": MODELS.provider(config.model).spec,
+        "model_version": version_of(MODELS.get(config.model)),
+        "seed": config.seed,
+        "preset": config.preset,
+        "train_config": config.train.model_dump_json(),
+        "hidden_size": config.train.hidden_size,
+        "memory_kind": memory_kind(device),
+        "chance_accuracy": task.chance(task.train_length).get("accuracy"),
+        "train_length": task.train_length,
+        "target_params": config.params_target,
+    }
 
 
 #: Messages of allocation failures that torch raises as a plain RuntimeError (the CPU allocator), not as
@@ -351,82 +377,3 @@ def fallback_dir() -> Path:
     import tempfile
 
     return Path(os.environ.get("SEQBENCH_FALLBACK_DIR") or Path(tempfile.gettempdir()) / "seqbench-unstored")
-
-
-def _curve_point(run_id, step, samples, train_time, split, length, metric, value) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "step": step,
-        "samples_seen": samples,
-        "train_time_s": train_time,
-        "split": split,
-        "length": length,
-        "metric": metric,
-        "value": float(value),
-    }
-
-
-def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str, Any]:
-    """A row for a run that died without storing anything itself (e.g. its worker process was killed)."""
-    config = resolve_run_config(config)
-    task = TASKS.get(config.task)(**config.task_options)
-    row = base_row(config, task, resolve_device(config.device))
-    row.update(status=status, error=error)
-    return row
-
-
-def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
-    """Every column of a result row, filled with what is known before training."""
-    chance = task.chance(task.train_length).get("accuracy")
-    return {
-        "run_id": new_run_id(),
-        "kind": "run",
-        "created_at": datetime.now(timezone.utc),
-        "seqbench_version": seqbench.__version__,
-        "git_sha": git_sha(),
-        "config_hash": config.config_hash(),
-        "task": config.task,
-        "task_options": json.dumps(config.task_options, sort_keys=True, default=str),
-        "task_provider": TASKS.provider(config.task).spec,
-        "task_version": version_of(TASKS.get(config.task)),
-        "model": config.model,
-        "model_options": json.dumps(config.model_options, sort_keys=True, default=str),
-        "model_provider": MODELS.provider(config.model).spec,
-        "model_version": version_of(MODELS.get(config.model)),
-        "seed": config.seed,
-        "preset": config.preset,
-        "train_config": config.train.model_dump_json(),
-        "device": device.type,
-        "device_name": device_name(device),
-        "dtype": "float32",
-        **environment(),
-        "threads": torch.get_num_threads(),
-        "hidden_size": config.train.hidden_size,
-        "params": None,
-        "state_size": None,
-        "state_per_step": None,
-        "steps": 0,
-        "samples_seen": 0,
-        "tokens_seen": 0,
-        "train_time_s": 0.0,
-        "data_time_s": 0.0,
-        "eval_time_s": 0.0,
-        "wall_time_s": 0.0,
-        "status": "ok",
-        "error": None,
-        "train_tokens_per_s": None,
-        "infer_tokens_per_s": None,
-        "peak_memory_bytes": None,
-        "memory_kind": "cuda" if device.type == "cuda" else "cpu",
-        "accuracy": None,
-        "loss": None,
-        "metrics": None,
-        "accuracy_by_length": None,
-        "chance_accuracy": chance,
-        "train_length": task.train_length,
-        "solved": False,
-        "steps_to_solve": None,
-        "samples_to_solve": None,
-        "time_to_solve_s": None,
-        "target_params": config.params_target,
-    }

@@ -8,9 +8,8 @@
 A file is written under a temporary name that no `*.parquet` glob matches and that Arrow's dataset reader
 skips (`.tmp-<id>.partial`), flushed to disk, then renamed into place: readers see a whole file or none, two
 writers never touch the same file, and a crash leaves at most a stray `.partial`. Every file is written with
-the one schema below, so `pandas.read_parquet("results/runs")` reads every run as one table.
-
-Column names are forever: renaming one breaks every stored leaderboard. Add columns; never rename.
+its table's one schema, derived from the declarations in `seqbench.columns`, so
+`pandas.read_parquet("results/runs")` reads every run as one table.
 """
 
 from __future__ import annotations
@@ -28,166 +27,34 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from seqbench.columns import BENCH_COLUMNS, CURVE_COLUMNS, PROBE_COLUMNS, RUN_COLUMNS, Column
+
 RUNS, CURVES, BENCH, PROBES = "runs", "curves", "bench", "probes"
 COMPACT_PREFIX = "compact-"  # files written by `seqbench compact` (seqbench.compact), many rows each
 
-RUN_SCHEMA = pa.schema(
-    [
-        # identity
-        ("run_id", pa.string()),
-        ("kind", pa.string()),  # "run" (bench rows come later with the same store)
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("seqbench_version", pa.string()),
-        ("git_sha", pa.string()),
-        ("config_hash", pa.string()),
-        # what ran
-        ("task", pa.string()),
-        ("task_options", pa.string()),  # JSON
-        ("task_provider", pa.string()),  # package==version
-        ("model", pa.string()),
-        ("model_options", pa.string()),  # JSON
-        ("model_provider", pa.string()),
-        ("seed", pa.int64()),
-        ("preset", pa.string()),
-        ("train_config", pa.string()),  # JSON: optimiser, lr, clipping, batch size, ...
-        ("device", pa.string()),
-        ("device_name", pa.string()),
-        ("dtype", pa.string()),
-        ("torch_version", pa.string()),
-        ("python_version", pa.string()),
-        ("platform", pa.string()),
-        (
-            "kernels",
-            pa.string(),
-        ),  # loop implementations that ran, e.g. "lstm_cell=cpp-avx2" (metrics.kernels)
-        ("threads", pa.int64()),
-        # size
-        ("hidden_size", pa.int64()),
-        ("params", pa.int64()),
-        ("state_size", pa.int64()),  # floats carried between steps or held in memory, per sequence, at the
-        # longest training length (a growing state counted in full there; see state_per_step)
-        # training
-        ("steps", pa.int64()),
-        ("samples_seen", pa.int64()),
-        ("tokens_seen", pa.int64()),
-        ("train_time_s", pa.float64()),  # time in training steps only (no evaluation)
-        ("data_time_s", pa.float64()),  # of which generating the batches
-        ("eval_time_s", pa.float64()),  # time in evaluations (during training and the final one)
-        ("wall_time_s", pa.float64()),
-        ("status", pa.string()),  # ok | diverged | oom | error | interrupted
-        ("error", pa.string()),
-        # speed
-        ("train_tokens_per_s", pa.float64()),
-        ("infer_tokens_per_s", pa.float64()),
-        # memory
-        ("peak_memory_bytes", pa.int64()),
-        ("memory_kind", pa.string()),  # cuda | cpu
-        # quality
-        ("accuracy", pa.float64()),  # primary accuracy at the training length
-        ("loss", pa.float64()),
-        ("metrics", pa.string()),  # JSON: the task's own metrics at the training length
-        ("accuracy_by_length", pa.string()),  # JSON: {"10": 1.0, "20": 0.98, ...}
-        ("chance_accuracy", pa.float64()),
-        ("train_length", pa.int64()),
-        ("solved", pa.bool_()),
-        ("steps_to_solve", pa.int64()),
-        ("samples_to_solve", pa.int64()),
-        ("time_to_solve_s", pa.float64()),
-        # added after the first release of the schema (older files read back with nulls here)
-        ("target_params", pa.int64()),  # the parameter count the width was sized to (--params), if any
-        (
-            "state_per_step",
-            pa.int64(),
-        ),  # floats a growing state (attention history) adds per step; 0 if fixed
-        ("task_version", pa.int64()),  # the task class's `version` (null: stored before versions, i.e. 1)
-        ("model_version", pa.int64()),
-    ]
-)
+_ARROW = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
-CURVE_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("step", pa.int64()),
-        ("samples_seen", pa.int64()),
-        ("train_time_s", pa.float64()),
-        ("split", pa.string()),  # "train" (running mean since the last point) or "eval"
-        ("length", pa.int64()),  # evaluation length; null for train
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-    ]
-)
 
-BENCH_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),  # "bench"
-        ("bench_id", pa.string()),
-        ("created_at", pa.string()),
-        ("seqbench_version", pa.string()),
-        ("git_sha", pa.string()),
-        ("model", pa.string()),  # a registered model, or nn.LSTM (the reference), nn.GRU, nn.RNN
-        ("model_options", pa.string()),  # JSON
-        ("device", pa.string()),
-        ("device_name", pa.string()),
-        ("threads", pa.int64()),
-        ("torch_version", pa.string()),
-        ("python_version", pa.string()),
-        ("platform", pa.string()),
-        (
-            "kernels",
-            pa.string(),
-        ),  # loop implementations that ran, e.g. "lstm_cell=cpp-avx2" (metrics.kernels)
-        ("hidden_size", pa.int64()),
-        ("length", pa.int64()),
-        ("batch_size", pa.int64()),
-        ("input_size", pa.int64()),
-        ("rounds", pa.int64()),
-        ("status", pa.string()),  # ok | error
-        ("error", pa.string()),
-        ("params", pa.int64()),
-        ("state_size", pa.int64()),
-        ("train_step_s", pa.float64()),  # median forward + backward
-        ("train_tokens_per_s", pa.float64()),
-        ("infer_step_s", pa.float64()),
-        ("infer_tokens_per_s", pa.float64()),
-        ("peak_memory_bytes", pa.int64()),
-        ("memory_kind", pa.string()),
-        ("flops", pa.int64()),  # per training step (forward + backward)
-        ("flops_per_s", pa.float64()),
-        ("matmul_flops_per_s", pa.float64()),  # a large matrix product on the same device, same run
-        ("flops_fraction", pa.float64()),  # flops_per_s / matmul_flops_per_s
-        ("ratio_train", pa.float64()),  # to nn.LSTM of the same hidden size and length, same rounds
-        ("ratio_infer", pa.float64()),
-        ("ratio_memory", pa.float64()),
-        ("family_reference", pa.string()),  # nn.GRU / nn.RNN for the GRU and RNN families
-        ("ratio_family", pa.float64()),  # train time against family_reference, same rounds
-        ("time_exponent", pa.float64()),  # train_step_s ∝ length^exponent over the bench's lengths
-        ("memory_exponent", pa.float64()),
-    ]
-)
+def arrow_schema(columns: list[Column]) -> pa.Schema:
+    """The Parquet schema of a table declared in `seqbench.columns`."""
+    return pa.schema([(c.name, _ARROW[c.type]) for c in columns])
 
-PROBE_SCHEMA = pa.schema(
-    [
-        ("probe_id", pa.string()),
-        ("created_at", pa.string()),
-        ("task", pa.string()),
-        ("task_options", pa.string()),
-        ("model", pa.string()),
-        ("model_options", pa.string()),
-        ("hidden_size", pa.int64()),
-        ("seed", pa.int64()),
-        ("stage", pa.string()),  # init | trained
-        ("steps_trained", pa.int64()),
-        ("length", pa.int64()),
-        ("step", pa.int64()),
-        ("distance", pa.int64()),  # steps before the last scored position
-        ("grad_norm", pa.float64()),  # mean over sequences of ||dL_final / dx_step||
-        ("relative", pa.float64()),  # grad_norm / grad_norm at distance 0
-    ]
-)
+
+RUN_SCHEMA = arrow_schema(RUN_COLUMNS)
+CURVE_SCHEMA = arrow_schema(CURVE_COLUMNS)
+BENCH_SCHEMA = arrow_schema(BENCH_COLUMNS)
+PROBE_SCHEMA = arrow_schema(PROBE_COLUMNS)
 
 
 def new_run_id() -> str:
-    """Sortable by time, unique across processes and machines."""
+    """The one id generator (runs, benches, probes): sortable by time, unique across processes and
+    machines."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
 
 
@@ -344,11 +211,17 @@ def read_runs(results_dir: str | Path = "results"):
         from seqbench.config import legacy_config_hash
         from seqbench.errors import SeqbenchError
 
+        keys = ["task", "model", "task_options", "model_options", "preset", "train_config", "target_params"]
+        hashes: dict[tuple, str] = {}  # one recomputation per configuration, not per seed
+
         def upgraded(row: dict[str, Any]) -> str:
-            try:
-                return legacy_config_hash(row)
-            except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row: as stored
-                return row["config_hash"]
+            key = tuple(str(row[k]) for k in keys)
+            if key not in hashes:
+                try:
+                    hashes[key] = legacy_config_hash(row)
+                except (SeqbenchError, ValueError, TypeError, KeyError):  # provider gone, odd row
+                    return row["config_hash"]
+            return hashes[key]
 
         runs.loc[legacy, "config_hash"] = [upgraded(r) for r in runs[legacy].to_dict("records")]
     return runs

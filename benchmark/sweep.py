@@ -173,17 +173,10 @@ def executor_for(spec: SweepSpec, setup: Callable[[], None] | None = None) -> Ex
 
 
 def describe(config: RunConfig, grid: list[str] | tuple[str, ...] = ()) -> str:
-    """One line naming a run: task/model, size, seed, its options and the training settings in `grid`
-    (the sweep's grid keys), so that the grid points of one task and model tell apart: "lr=0.003"."""
-    from seqbench.options import non_default
-    from seqbench.registry import MODELS, TASKS
-
+    """One line naming a run: task/model, size, the training settings in `grid` (the sweep's grid keys, so
+    that the grid points of one task and model tell apart: "lr=0.003"), seed and its non-default options."""
     train = " ".join(f"{k}={getattr(config.train, k)}" for k in grid if k in TrainConfig.model_fields)
-    # Options are stored complete (defaults filled in): name only those that differ from the defaults.
-    given = {
-        **non_default(TASKS.get(config.task), config.task_options),
-        **non_default(MODELS.get(config.model), config.model_options),
-    }
-    extras = json.dumps(given, sort_keys=True) if given else ""
+    changed = config.options_changed()  # the stored options are complete: name what differs
+    extras = json.dumps(changed, sort_keys=True) if changed else ""
     size = f" params~{config.params_target}" if config.params_target else ""
     return f"{config.task}/{config.model}{size} {train + ' ' if train else ''}seed {config.seed} {extras}".strip()

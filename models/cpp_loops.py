@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from seqbench.metrics import note_kernel, note_one_off
+from seqbench.provenance import note_kernel, note_one_off
 
 SOURCES = sorted(Path(__file__).with_name("csrc").glob("*.cpp"))
 ENV = "SEQBENCH_LSTM_KERNEL"

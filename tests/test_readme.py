@@ -27,3 +27,14 @@ def test_ci_runs_the_readme_test_command():
     commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(), re.S)
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in ci
+
+
+def test_readme_lists_exactly_the_result_row_columns():
+    from seqbench.columns import markdown
+    from seqbench.store import RUN_SCHEMA
+
+    text = README.read_text()
+    block = re.search(r"<!-- columns:[^\n]*-->\n(.*?)<!-- /columns -->", text, re.S).group(1)
+    assert block == markdown(), "README's column table is stale: paste `python -m seqbench.columns`"
+    listed = re.findall(r"^\| `(\w+)` \|", block, re.M)
+    assert listed == RUN_SCHEMA.names

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import seqbench
-from seqbench import metrics
+from seqbench import provenance
 from seqbench.models import cpp_loops
 from seqbench.models.lstm_cell import VARIANTS, Variant, _split, _step
 from seqbench.models.lstm_variants import LSTMVariant
@@ -40,9 +40,9 @@ def test_fast_path_matches_the_autograd_oracle(variant, loops, use_loops):
     model = LSTMVariant(IN, H, num_layers=2, variant=variant).double()
     x = torch.randn(4, 9, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(4, 9, H, dtype=torch.double)
-    metrics.reset_kernels()
+    provenance.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "implementation", "reference"), atol=1e-12)
-    assert metrics.kernels().startswith(f"lstm_cell={loops}")  # cpp-<SIMD level> or python
+    assert provenance.kernels().startswith(f"lstm_cell={loops}")  # cpp-<SIMD level> or python
 
 
 # 11 fills whole SIMD vectors and leaves a remainder; at 1 a gradient can reach the loops with any stride
@@ -275,10 +275,10 @@ def test_own_loops_match_the_autograd_loop(name, loops, use_loops):
     model = seqbench.load_model(name, IN, H, num_layers=OWN_LOOPS[name]).double()
     x = torch.randn(3, 11, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(3, 11, H, dtype=torch.double)
-    metrics.reset_kernels()
+    provenance.reset_kernels()
     assert_matches_reference(model, x, w, lambda m: setattr(m, "fast", False), atol=1e-12)
     ran = f"cpp-{cpp_loops.simd()[0]}" if loops == "cpp" else "python"
-    assert metrics.kernels() == f"{name}={ran}"
+    assert provenance.kernels() == f"{name}={ran}"
 
 
 @pytest.mark.parametrize("batch", BATCHES)

@@ -122,21 +122,21 @@ def test_presets_merge_in_order():
 def test_git_sha_only_from_a_seqbench_checkout(tmp_path, monkeypatch):
     import subprocess
 
-    from seqbench import metrics
+    from seqbench import provenance
 
-    metrics.git_sha.cache_clear()
-    sha = metrics.git_sha()
+    provenance.git_sha.cache_clear()
+    sha = provenance.git_sha()
     assert sha == "unknown" or len(sha.split("-")[0]) == 40
     # A package file inside some other repository must not borrow that repository's commit.
     other = tmp_path / "other"
     (other / "pkg").mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(other)], check=True)
-    monkeypatch.setattr(metrics, "__file__", str(other / "pkg" / "metrics.py"))
-    metrics.git_sha.cache_clear()
+    monkeypatch.setattr(provenance, "__file__", str(other / "pkg" / "provenance.py"))
+    provenance.git_sha.cache_clear()
     try:
-        assert metrics.git_sha() == "unknown"
+        assert provenance.git_sha() == "unknown"
     finally:
-        metrics.git_sha.cache_clear()
+        provenance.git_sha.cache_clear()
 
 
 def test_a_run_leaves_the_thread_count_as_it_found_it(tmp_path):
