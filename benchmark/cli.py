@@ -19,18 +19,26 @@ from seqbench.executors import EXECUTORS
 
 
 def _console():
-    """rich squeezes tables to 80 columns when stdout is not a terminal; logs and pipes get room instead."""
+    """rich squeezes tables to 80 columns when stdout is not a terminal; logs and pipes get room instead
+    (COLUMNS, where set, still says how wide)."""
+    import os
+
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() else 200)
 
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C, so the run so far is stored."""
+    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C, so the run so far is stored; a second
+    SIGTERM while that happens is ignored (it would cut the storing short)."""
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -89,12 +97,30 @@ def _fail(exc: SeqbenchError) -> None:
 @click.version_option(__version__, prog_name="seqbench")
 def main() -> None:
     """seqbench: which sequence model remembers what, for how long, at what cost."""
+    import os
+    import warnings
+
+    # Before torch loads its OpenMP runtime: waiting threads sleep rather than spin, so a run with several
+    # threads degrades gracefully when something else runs (seqbench.threads; the user's setting wins).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    # seqbench's own warnings (a skipped store file, ...) as one line each, without Python's source echo.
+    plain = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("seqbench"):
+            return f"Warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
 
 
 @main.command()
 @click.option("--task", required=True, help="Task name (see `seqbench ls tasks`).")
 @click.option("--model", required=True, help="Model name (see `seqbench ls models`).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds data and initialisation.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds data and initialisation."
+)
 @click.option(
     "--preset",
     type=click.Choice(["smoke", "quick", "paper"]),
@@ -154,6 +180,9 @@ def run(
             **train,
         )
         steps = config.train.steps
+        from seqbench.store import check_writable
+
+        check_writable(results_dir)  # before training: a read-only store costs seconds, not the run
         with _sigterm_interrupts(), RunProgress(f"{task}/{model} seed {seed}", steps) as bar:
             try:
                 row = run_one(config, results_dir, on_progress=bar.update)
@@ -316,7 +345,7 @@ def sweep(
         f"({executor.describe()})"
     )
     outcomes = []
-    with SweepProgress(len(todo)) as bar:
+    with _sigterm_interrupts(), SweepProgress(len(todo), grid=tuple(spec.grid)) as bar:
         try:
             outcomes = [outcome for _, outcome in executor.run(todo, spec.results, bar.event)]
         except SeqbenchError as exc:
@@ -377,6 +406,7 @@ def _ls_plugins() -> None:
         click.echo("\nFailed to load:", err=True)
         for line in failures:
             click.echo(f"  {line}", err=True)
+        sys.exit(1)  # a broken plugin is a failure a script or CI should see
 
 
 @main.command()
@@ -394,7 +424,13 @@ def _ls_plugins() -> None:
     default="table",
     show_default=True,
 )
-@click.option("--threshold", default=0.9, show_default=True, help="Accuracy that defines the memory horizon.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="Accuracy (in (0, 1]) that defines the memory horizon.",
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also write the leaderboard to this Parquet file."
 )
@@ -411,10 +447,18 @@ def leaderboard(
     """Per task and model (and size), aggregated over seeds: accuracy mean, sd, 95% CI, memory horizon,
     steps and time to solve, speed, memory and size."""
     from seqbench.leaderboard import aggregate, board_table, sort_board
+    from seqbench.registry import MODELS, TASKS
     from seqbench.store import read_runs
     from seqbench.tables import to_markdown, to_rich
 
-    board = aggregate(read_runs(results_dir), task=task, model=model, horizon_threshold=threshold)
+    runs = read_runs(results_dir)
+    try:
+        for registry, name, column in ((TASKS, task, "task"), (MODELS, model, "model")):
+            if name and name not in set(runs[column]) and name not in registry:
+                registry.provider(name)  # unknown everywhere: "Did you mean ...", exit 2
+    except SeqbenchError as exc:
+        _fail(exc)
+    board = aggregate(runs, task=task, model=model, horizon_threshold=threshold)
     if board.empty:
         click.echo(
             f"No runs stored under {results_dir}/ yet. Try: seqbench run --task copy --model lstm", err=True
@@ -422,30 +466,60 @@ def leaderboard(
         return
     board = sort_board(board, by)
     if out:
-        from seqbench.store import write_table
+        from seqbench.store import refuse_inside_store, write_table
 
+        try:
+            refuse_inside_store(out, results_dir)
+        except SeqbenchError as exc:
+            _fail(exc)
         write_table(board, out)
     if fmt == "csv":
         click.echo(board.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(board.to_json(orient="records", indent=2))
     else:
-        table = board_table(board, by, title=f"seqbench leaderboard ({results_dir})")
+        title = f"seqbench leaderboard ({results_dir})"
+        table = board_table(board, by, title=title, terminal=fmt == "table")
         if fmt == "markdown":
             click.echo(to_markdown(table), nl=False)
         else:
-            _console().print(to_rich(table))
+            console = _console()
+            console.print(to_rich(table, width=console.width))
 
 
 @main.command()
 @click.option("--model", "models", multiple=True, help="Model to measure, repeatable (default: every one).")
-@click.option("--hidden", "hidden", multiple=True, type=int, help="Hidden size, repeatable [default: 128].")
-@click.option("--length", "lengths", multiple=True, type=int, help="Length, repeatable [100, 500, 2000].")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--input-size", default=16, show_default=True)
+@click.option(
+    "--hidden",
+    "hidden",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Hidden size, repeatable [default: 128].",
+)
+@click.option(
+    "--length",
+    "lengths",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Length, repeatable [100, 500, 2000].",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--rounds", default=5, show_default=True, help="Timed rounds (halved beyond length 500).")
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads (CPU only).")
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Timed rounds (halved beyond 500).",
+)
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="torch CPU threads (CPU only).",
+)
 @click.option("--no-memory", is_flag=True, help="Skip peak memory (a fresh process per model on the CPU).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs.")
 @click.option("--overhead", is_flag=True, help="Also measure the training loop's overhead (see below).")
@@ -593,12 +667,56 @@ def report(tasks: tuple[str, ...], out: str | None, fmt: str, interactive: bool,
             raise click.UsageError(
                 "--interactive needs plotly: pip install 'seqbench[interactive]'."
             ) from None
+    target = Path(out or ("report.md" if fmt == "markdown" else "report.html"))
+    if not _writable_dir(target.parent):
+        click.echo(f"Error: cannot write the report to {target}: {target.parent}/ is not writable.", err=True)
+        sys.exit(2)
     try:
         path = build_report(results_dir, out, list(tasks) or None, fmt, interactive)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}. Run some first: seqbench run --task copy --model lstm", err=True)
         sys.exit(2)
+    except OSError as exc:  # became unwritable meanwhile, a full disk
+        click.echo(f"Error: cannot write the report to {target}: {exc.strerror or exc}.", err=True)
+        sys.exit(2)
     click.echo(f"Report written to {path}")
+
+
+@main.command()
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Remove temporary .partial files older than this many seconds (killed writers' leftovers).",
+)
+@results_option
+def compact(stale_after: float, results_dir: str) -> None:
+    """Merge the store's one-run files (runs/, curves/) into one Parquet file each, safely while runs are
+    stored and read, and remove stale partial files. Readers read either layout."""
+    from seqbench.compact import compact as run_compact
+
+    try:
+        result = run_compact(results_dir, stale_after)
+    except SeqbenchError as exc:
+        _fail(exc)
+    for f in result.folders:
+        merged = f"{f.merged_files} files -> {f.output} ({f.rows} rows)" if f.output else "nothing to merge"
+        click.echo(f"{f.folder}: {merged}; {f.stale_partials} stale partial files removed")
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Whether files can be created in `folder` (creating it if needed): tried, not guessed from modes."""
+    import uuid
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".tmp-{uuid.uuid4().hex}.partial"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -227,28 +227,34 @@ def make_run_config(
     with `params` the hidden width chosen so that the whole network's parameter count is as close as
     possible to it (recorded as the row's `target_params` beside the actual `params`). `train` overrides
     training settings (steps, lr, ...)."""
-    from seqbench.network import hidden_for_params
+    from seqbench.network import check_model_signature, hidden_for_params
     from seqbench.registry import MODELS, TASKS
 
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
     task_options = resolve_options(task_cls, dict(task_options or {}), f"task {task!r}")
+    check_model_signature(model_cls)
     model_options = resolve_options(model_cls, dict(model_options or {}), f"model {model!r}")
     train = {k: v for k, v in train.items() if v is not None}
     if params is not None:
         if train.get("hidden_size") is not None:
             raise OptionsError("Give either a hidden size or a parameter target (--params), not both.")
         train["hidden_size"] = hidden_for_params(task_cls(**task_options), model, params, model_options)
-    config = RunConfig(
-        task=task,
-        model=model,
-        task_options=task_options,
-        model_options=model_options,
-        seed=seed,
-        preset=preset,
-        device=device,
-        train=build_train_config(preset, task_cls, model_cls, train),
-        params_target=params,
-    )
+    train_config = build_train_config(preset, task_cls, model_cls, train)
+    try:
+        config = RunConfig(
+            task=task,
+            model=model,
+            task_options=task_options,
+            model_options=model_options,
+            seed=seed,
+            preset=preset,
+            device=device,
+            train=train_config,
+            params_target=params,
+        )
+    except pydantic.ValidationError as exc:  # --seed -1, an unknown preset: one line, what is valid
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise OptionsError(f"Invalid run settings: {problems}.") from None
     check_buildable(config)
     return config
 
@@ -275,8 +281,11 @@ def check_buildable(config: RunConfig) -> None:
     tensors (an op without a meta kernel) is left to the run."""
     import torch
 
+    from seqbench.models import cpp_loops
     from seqbench.network import build_network
 
+    cpp_loops.choice()  # SEQBENCH_LSTM_KERNEL=bogus: an OptionsError now, not an error row later
+    check_device(config.device)
     try:
         task = config.make_task()
         with torch.device("meta"):
@@ -300,6 +309,20 @@ def check_trainer(config: RunConfig, net: Any) -> None:
         return  # every model can: the plain contract
     trainer = make_trainer(cfg.trainer, cfg.trainer_options)
     trainer.check(net, cfg.batch_size, config.model, cfg.hidden_size, stream=bool(cfg.stream))
+
+
+def check_device(name: str) -> None:
+    """`auto`, `cpu`, `cuda` or `cuda:N` (or another device torch knows, such as `mps`); `gpu` is not one."""
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OptionsError(
+            f"Unknown device {name!r}: use auto, cpu, cuda or cuda:N (auto takes a GPU where torch sees one)."
+        ) from None
 
 
 def legacy_config_hash(row: dict[str, Any]) -> str:

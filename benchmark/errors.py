@@ -39,3 +39,26 @@ class OptionsError(SeqbenchError, ValueError):
     """Options that do not fit a task, a model or the runner."""
 
     exit_code = 2
+
+
+class ContractError(SeqbenchError, AssertionError):
+    """A model or task that breaks the plugin contract (DESIGN.md "Contracts"). An AssertionError too, so
+    a plugin author's test reads it as a failed check; raised explicitly, so `python -O` cannot drop it."""
+
+    exit_code = 1
+
+
+class StoreError(SeqbenchError):
+    """The results directory cannot be written (checked before training)."""
+
+    exit_code = 2
+
+
+class UnstoredRunError(SeqbenchError):
+    """A finished run whose store failed at the end; it was stored in a fallback directory (named)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, row: dict | None = None) -> None:
+        super().__init__(message)
+        self.row = row

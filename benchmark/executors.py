@@ -18,6 +18,7 @@ not store the run twice.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,16 +146,67 @@ class Serial(Executor):
             yield config, outcome
 
 
-def _in_fresh_process(config_json: str, results: str) -> Outcome:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+def _in_fresh_process(
+    config_json: str, results: str, run_id: str | None = None, setup: Callable[[], None] | None = None
+) -> Outcome:
+    """`run_config` in a fresh process (spawned: nothing inherited from this one's allocator, so its CPU
+    peak memory is its own), which dies with this process however this one ends (seqbench.lifetime);
+    interrupted here (Ctrl-C, SIGTERM), it is interrupted too, stores its run as `interrupted`, and is
+    waited for before the interruption goes on. A run process that dies (killed, out of memory) is stored
+    as an `error` row. `setup` (picklable) runs in the run process first.
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    A plain process and a pipe, not a process pool: a pool's worker that outlives its parent waits forever
+    for the next task on a pipe it holds both ends of; this process sends one outcome and exits."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    from seqbench.lifetime import stop_processes
+
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_run_process, args=(send, setup, config_json, results, run_id), daemon=False)
+    try:
+        proc.start()
+        send.close()  # the child's end: with it closed here, the child's death reads as end-of-file
+        wait([receive, proc.sentinel])
         try:
-            return pool.submit(run_config, config_json, results).result()
-        except BrokenProcessPool as exc:  # killed (out of memory, a signal): nothing was stored
-            return Outcome(status="error", error=f"the run's process died: {exc}")
+            outcome = receive.recv()
+        except EOFError:  # killed (out of memory, a signal) before it could answer: store that
+            proc.join()
+            return _store_death(
+                config_json, results, run_id, f"the run's process died (exit code {proc.exitcode})"
+            )
+        proc.join()
+        return outcome
+    except BaseException:  # KeyboardInterrupt (Ctrl-C or SIGTERM): the run process must not outlive us
+        stop_processes([proc])
+        raise
+    finally:
+        receive.close()
+
+
+def _run_process(send: Any, setup: Callable[[], None] | None, *args: Any) -> None:
+    from seqbench.lifetime import run_process_init
+
+    run_process_init(setup)
+    try:
+        outcome = run_config(*args)
+    except KeyboardInterrupt:  # interrupted by its parent (or its parent's death): the runner stored it
+        sys.exit(130)
+    send.send(outcome)
+    send.close()
+
+
+def _store_death(config_json: str, results: str, run_id: str | None, error: str) -> Outcome:
+    from seqbench.config import RunConfig
+    from seqbench.runner import failed_row
+    from seqbench.store import write_run
+
+    row = failed_row(RunConfig.model_validate_json(config_json), error)
+    if run_id is not None:
+        row["run_id"] = run_id
+    write_run(results, row)
+    return Outcome.of_row(row)
 
 
 class Dask(Executor):
@@ -205,6 +257,7 @@ class Dask(Executor):
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
                     resources={"GPU": 1} if gpus else None,
+                    preload=["seqbench.lifetime"],  # workers die with the sweep, even after a kill -9
                 )
             client = Client(cluster if cluster is not None else self.scheduler)
         try:
@@ -214,11 +267,15 @@ class Dask(Executor):
             futures: dict[Any, tuple[RunConfig, str, int]] = {}
 
             def submit(config: RunConfig, run_id: str, attempt: int) -> Any:
+                # A fresh process per run (unless same_process): a worker that has run before would read
+                # the next run's CPU peak memory too low, as in a serial sweep's single process.
+                fresh = () if self.same_process else (self.setup,)
                 fut = client.submit(
-                    run_config,
+                    run_config if self.same_process else _in_fresh_process,
                     config.model_dump_json(),
                     results,
                     run_id,
+                    *fresh,
                     pure=False,
                     key=f"seqbench-run-{run_id}-{attempt}",
                     resources=resources,

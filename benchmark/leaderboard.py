@@ -80,6 +80,33 @@ def _first(g: pd.DataFrame, column: str) -> int | None:
     return int(g[column].dropna().iloc[0])
 
 
+def _settings(g: pd.DataFrame) -> dict[str, str]:
+    """What one configuration was, flattened: training settings by name, options as task.KEY / model.KEY."""
+    first = g.iloc[0]
+    out: dict[str, str] = {}
+    for column, prefix in (("train_config", ""), ("task_options", "task."), ("model_options", "model.")):
+        raw = first.get(column)
+        if isinstance(raw, str) and raw:
+            for k, v in json.loads(raw).items():
+                out[prefix + k] = json.dumps(v) if not isinstance(v, str) else v
+    return out
+
+
+def setting_labels(configs: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+    """For each (task, model, settings), the settings that tell it apart from the other configurations of
+    the same task and model ("lr=0.003"): grid points stay distinguishable on the leaderboard. Empty where a
+    task and model have one configuration."""
+    by_pair: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for t, m, settings in configs:
+        by_pair.setdefault((t, m), []).append(settings)
+    labels = []
+    for t, m, settings in configs:
+        others = by_pair[(t, m)]
+        keys = sorted({k for o in others for k in o if len({o.get(k) for o in others}) > 1})
+        labels.append(" ".join(f"{k}={settings.get(k, '-')}" for k in keys))
+    return labels
+
+
 def aggregate(
     runs: pd.DataFrame,
     task: str | None = None,
@@ -98,7 +125,9 @@ def aggregate(
         return pd.DataFrame()
     keys = ["task", "model", "config_hash"]
     out = []
+    settings = []
     for (t, m, h), g in df.groupby(keys, sort=False):
+        settings.append((t, m, _settings(g)))
         ok = g[g["status"] == "ok"]
         acc = ok["accuracy"].astype(float)
         n = int(acc.count())
@@ -132,7 +161,9 @@ def aggregate(
                 **by_length,
             }
         )
-    return sort_board(pd.DataFrame(out))
+    board = pd.DataFrame(out)
+    board.insert(3, "setting", setting_labels(settings))
+    return sort_board(board)
 
 
 MAX_LENGTH_COLUMNS = 10
@@ -146,15 +177,21 @@ def sort_board(board: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     return board.sort_values(keys, ascending=ascending, na_position="last").reset_index(drop=True)
 
 
-def board_table(board: pd.DataFrame, by: str | None = None, title: str = "seqbench leaderboard") -> Table:
+def board_table(
+    board: pd.DataFrame, by: str | None = None, title: str = "seqbench leaderboard", terminal: bool = False
+) -> Table:
     """The leaderboard as a table: accuracy as mean ± 95% CI half-width over seeds, then the mean
-    accuracy at every evaluation length, the memory horizon and the costs."""
+    accuracy at every evaluation length, the memory horizon and the costs. `terminal`: the standard
+    deviation in a column of its own (droppable on a narrow terminal) instead of inside the accuracy cell."""
     by_length = sorted((c for c in board.columns if c.startswith("accuracy_at_")), key=lambda c: int(c[12:]))
     if len(by_length) > MAX_LENGTH_COLUMNS:  # the Chomsky suite evaluates 461 lengths: show a spread of them
         step = (len(by_length) - 1) / (MAX_LENGTH_COLUMNS - 1)
         by_length = [by_length[round(i * step)] for i in range(MAX_LENGTH_COLUMNS)]
     size = {"params": "params", "state_size": "state"}.get(by or "")
-    columns = ["task", "model", *([size] if size else []), "seeds", "failed", "accuracy", "max over seeds*"]
+    has_setting = "setting" in board and board["setting"].astype(bool).any()
+    columns = ["task", "model", *(["setting"] if has_setting else [])]
+    columns += [*([size] if size else []), "seeds", "failed", "accuracy", *(["sd"] if terminal else [])]
+    columns += ["max over seeds*"]
     columns += [f"@{c[12:]}" for c in by_length]
     columns += ["horizon", "solved", "steps to solve", "tokens/s", "peak MiB"]
     columns += [] if by == "params" else ["params"]
@@ -162,12 +199,15 @@ def board_table(board: pd.DataFrame, by: str | None = None, title: str = "seqben
     for r in board.to_dict("records"):
         acc = fmt(r["accuracy_mean"], ".3f")
         if r["seeds"] > 1:
-            acc += f" ± {fmt(r['accuracy_ci95'], '.3f')} (sd {fmt(r['accuracy_std'], '.3f')})"
-        row = [r["task"], r["model"]]
+            acc += f" ± {fmt(r['accuracy_ci95'], '.3f')}"
+            acc += "" if terminal else f" (sd {fmt(r['accuracy_std'], '.3f')})"
+        row = [r["task"], r["model"], *([r["setting"]] if has_setting else [])]
         if size:
             row.append(fmt(r[SIZE_COLUMNS[by]], ","))
-        row += [str(r["seeds"]), str(r["failed"]), acc, fmt(r.get("accuracy_max_over_seeds"), ".3f")]
-        row += [fmt(r.get(c), ".3f") for c in by_length]
+        row += [str(r["seeds"]), str(r["failed"]), acc]
+        row += [fmt(r["accuracy_std"], ".3f")] if terminal else []
+        row += [fmt(r.get("accuracy_max_over_seeds"), ".3f")]
+        row += [fmt(r.get(c), ".2f" if terminal else ".3f") for c in by_length]
         row += [
             fmt(r.get("horizon"), "d"),
             f"{r['solved']}/{r['seeds']}",
@@ -186,4 +226,7 @@ def board_table(board: pd.DataFrame, by: str | None = None, title: str = "seqben
         f"evaluate at L; at most {MAX_LENGTH_COLUMNS} lengths, evenly spread, are shown); horizon: the "
         "longest length up to which mean accuracy stays >= the threshold."
     )
-    return Table(title, columns, cells, notes, left=2)
+    # On a narrow terminal these go first, in this order (to_rich says which it left out).
+    optional = ["params", "peak MiB", "max over seeds*", "steps to solve", "tokens/s", "sd", "solved"]
+    optional += [f"@{c[12:]}" for c in reversed(by_length)]
+    return Table(title, columns, cells, notes, left=3 if has_setting else 2, optional=optional)

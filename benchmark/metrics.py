@@ -4,6 +4,23 @@
 from __future__ import annotations
 
 from seqbench.memory import PeakMemory
-from seqbench.provenance import device_name, git_sha, kernels, note_kernel, reset_kernels
+from seqbench.provenance import (
+    device_name,
+    git_sha,
+    kernels,
+    note_kernel,
+    note_one_off,
+    one_off_seconds,
+    reset_kernels,
+)
 
-__all__ = ["PeakMemory", "device_name", "git_sha", "kernels", "note_kernel", "reset_kernels"]
+__all__ = [
+    "PeakMemory",
+    "device_name",
+    "git_sha",
+    "kernels",
+    "note_kernel",
+    "note_one_off",
+    "one_off_seconds",
+    "reset_kernels",
+]

@@ -7,9 +7,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqbench.errors import OptionsError
+from seqbench.errors import ContractError, OptionsError
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
+
+#: How seqbench calls every model's constructor (built-ins and plugins alike).
+MODEL_SIGNATURE = "(input_size, hidden_size, **options)"
 
 
 def load_task(name: str, **options: Any) -> Any:
@@ -18,10 +21,54 @@ def load_task(name: str, **options: Any) -> Any:
     return cls(**validate_options(cls, options, f"task {name!r}"))
 
 
+def check_model_signature(cls: type) -> None:
+    """The constructor must take `input_size` and `hidden_size` first: seqbench passes them by name to
+    options it checks and positionally to the constructor, so `(n_in, n_hidden)` would pass a positional
+    smoke test and then fail every run."""
+    import inspect
+
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    names = [p.name for p in params[:2]]
+    if names != ["input_size", "hidden_size"] and not any(p.kind is p.VAR_POSITIONAL for p in params[:1]):
+        got = ", ".join(p.name for p in params) or "nothing"
+        raise ContractError(
+            f"{cls.__name__}.__init__ takes ({got}); a seqbench model's constructor must be "
+            f"{MODEL_SIGNATURE}: rename the first two parameters input_size and hidden_size."
+        )
+
+
+def build_model(
+    cls: type, input_size: int, hidden_size: int, options: dict[str, Any], what: str
+) -> nn.Module:
+    """Build a model class exactly as the runner does: signature checked, options validated, then
+    `cls(input_size, hidden_size, **options)`. `seqbench.testing.check_model` builds through this too."""
+    check_model_signature(cls)
+    return cls(input_size, hidden_size, **validate_options(cls, options, what))
+
+
 def load_model(name: str, input_size: int, hidden_size: int, **options: Any) -> nn.Module:
     """Build a registered model: a module mapping (batch, time, input_size) to (batch, time, hidden_size)."""
-    cls = MODELS.get(name)
-    return cls(input_size, hidden_size, **validate_options(cls, options, f"model {name!r}"))
+    return build_model(MODELS.get(name), input_size, hidden_size, options, f"model {name!r}")
+
+
+def check_output(h: Any, x: torch.Tensor, hidden_size: int, name: str) -> torch.Tensor:
+    """A model's forward must return one tensor (batch, time, hidden_size); say exactly what it did instead."""
+    if isinstance(h, tuple | list):
+        raise ContractError(
+            f"{name}.forward must return one tensor (batch, time, hidden_size); got a {type(h).__name__} "
+            f"of {len(h)} — return only the output (keep the state inside the model)."
+        )
+    if not isinstance(h, torch.Tensor):
+        raise ContractError(
+            f"{name}.forward must return one tensor (batch, time, hidden_size); got {type(h).__name__}."
+        )
+    expected = (x.shape[0], x.shape[1], hidden_size)
+    if tuple(h.shape) != expected:
+        raise ContractError(
+            f"{name}.forward returned an output of shape {tuple(h.shape)}; the contract is (batch, time, hidden_size) = "
+            f"{expected}."
+        )
+    return h
 
 
 class SequenceNetwork(nn.Module):
@@ -36,11 +83,7 @@ class SequenceNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.core(self.read_in(x))
-        if h.dim() != 3 or h.shape[:2] != x.shape[:2]:
-            raise OptionsError(
-                f"Model {type(self.core).__name__} returned shape {tuple(h.shape)}; the contract is "
-                f"(batch, time, hidden_size) = ({x.shape[0]}, {x.shape[1]}, {self.read_out.in_features})."
-            )
+        check_output(h, x, self.read_out.in_features, type(self.core).__name__)
         return self.read_out(h)
 
 

@@ -87,8 +87,9 @@ class SweepProgress:
     """One display for a whole sweep: runs done / running / failed and an ETA on a terminal; one plain
     line per finished run otherwise (so a CI log shows progress as it happens)."""
 
-    def __init__(self, total: int, console: Console | None = None) -> None:
+    def __init__(self, total: int, console: Console | None = None, grid: tuple[str, ...] = ()) -> None:
         self.console = console or Console()
+        self.grid = tuple(grid)  # the sweep's grid keys: each line names its grid point
         self.total, self.done, self.failed, self.running = total, 0, 0, 0
         self._bar: Progress | None = None
 
@@ -127,7 +128,7 @@ class SweepProgress:
                     else (outcome.error or "").splitlines()[0][:120]
                 )
                 self.console.print(
-                    f"[{self.done}/{self.total}] {describe(config)}: {outcome.status}  {tail}  "
+                    f"[{self.done}/{self.total}] {describe(config, self.grid)}: {outcome.status}  {tail}  "
                     f"({time.perf_counter() - self._start:.0f}s, {self.failed} failed)",
                     highlight=False,
                     soft_wrap=True,

@@ -89,3 +89,18 @@ def reset_kernels() -> None:
 def kernels() -> str:
     """The loop implementations noted since the last reset, "name=implementation, ..." ("" for none)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(_kernels.items()))
+
+
+# Seconds spent on one-off work inside training steps that is no part of training (building the C++ loops
+# on first use): the runner leaves it out of train_time_s (it stays in wall_time_s).
+_one_off = {"seconds": 0.0}
+
+
+def note_one_off(seconds: float) -> None:
+    """Called by code that does one-off work on first use (cpp_loops.load) with the time it took."""
+    _one_off["seconds"] += seconds
+
+
+def one_off_seconds() -> float:
+    """One-off seconds noted in this process so far (the runner takes differences around each step)."""
+    return _one_off["seconds"]

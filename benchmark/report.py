@@ -28,7 +28,7 @@ import pandas as pd
 import seqbench
 from seqbench.leaderboard import aggregate, board_table
 from seqbench.store import read_bench, read_curves, read_probes, read_runs, write_atomic
-from seqbench.tables import Table, to_markdown
+from seqbench.tables import Table, md_escape, to_markdown
 
 
 @dataclass
@@ -503,21 +503,21 @@ def write_html(sections: list[Section], out: Path, results_dir: str, interactive
 def write_markdown(sections: list[Section], out: Path, results_dir: str) -> Path:
     """Markdown with the figures as SVG files in `<out stem>_files/` beside it."""
     fig_dir = out.parent / f"{out.stem}_files"
-    lines = [f"# seqbench report\n\nFrom `{results_dir}`, seqbench {seqbench.__version__}.\n"]
+    lines = [f"# seqbench report\n\nFrom {md_escape(results_dir)}, seqbench {seqbench.__version__}.\n"]
     n = 0
     for sec in sections:
-        lines.append(f"## {sec.title}\n")
+        lines.append(f"## {md_escape(sec.title)}\n")
         if sec.text:
-            lines.append(sec.text + "\n")
+            lines.append(md_escape(sec.text) + "\n")
         for table in sec.tables:
             lines.append(to_markdown(table))
         for fig in sec.figures:
             n += 1
             name = f"figure-{n}.svg"
             _write_text(fig_dir / name, render_svg(fig))
-            lines.append(f"![{fig.title}]({fig_dir.name}/{name})\n")
+            lines.append(f"![{md_escape(fig.title)}]({fig_dir.name}/{name})\n")
             if fig.caption:
-                lines.append(f"*{fig.caption}*\n")
+                lines.append(f"*{md_escape(fig.caption)}*\n")
     _write_text(out, "\n".join(lines))
     return out
 

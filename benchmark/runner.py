@@ -27,12 +27,13 @@ import torch
 
 from seqbench.columns import run_defaults
 from seqbench.config import RunConfig, resolve_run_config, version_of
-from seqbench.errors import SeqbenchError
+from seqbench.errors import SeqbenchError, UnstoredRunError
 from seqbench.memory import PeakMemory, memory_kind
 from seqbench.network import state_floats
-from seqbench.provenance import kernels, provenance, reset_kernels
+from seqbench.provenance import kernels, one_off_seconds, provenance, reset_kernels
 from seqbench.registry import MODELS, TASKS
-from seqbench.store import new_run_id, write_run
+from seqbench.store import check_writable, new_run_id, write_run
+from seqbench.threads import ThreadProbe
 from seqbench.training import Training, count_parameters, sync
 
 #: Evaluation sets depend on the task and the length only, never on the run's seed: every model and
@@ -124,6 +125,8 @@ def run(
     config = resolve_run_config(config)
     task = config.make_task()
     device = resolve_device(config.device)
+    if store:
+        check_writable(results_dir)  # a read-only store fails now (exit 2), not after training
     threads_before = torch.get_num_threads()
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)  # restored below: later runs are not affected
@@ -135,7 +138,7 @@ def run(
         state = RunState(config, task, device, row, on_progress)
         interrupted = state.execute()
         if store:
-            write_run(results_dir, row, state.curve)
+            store_or_fall_back(results_dir, row, state.curve)
         if interrupted is not None:
             raise interrupted
         return row
@@ -183,8 +186,9 @@ class RunState:
         except (torch.OutOfMemoryError, MemoryError) as exc:
             self.row.update(status="oom", error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-            self.row.update(status="error", error=error)
+            oom = is_out_of_memory(exc)  # the CPU allocator's failure is a RuntimeError
+            trace = "" if oom else f"\n{traceback.format_exc(limit=8)}"
+            self.row.update(status="oom" if oom else "error", error=f"{type(exc).__name__}: {exc}{trace}")
         self.row["peak_memory_bytes"] = memory.stop()
         self.row.update(
             steps=self.step,
@@ -195,6 +199,7 @@ class RunState:
             eval_time_s=self.eval_time,
             wall_time_s=time.perf_counter() - wall0,
             kernels=kernels(),
+            threads=torch.get_num_threads(),  # the count that ran (the thread probe's choice)
             train_tokens_per_s=self.train_tokens_per_s(),
         )
         if self.last_eval:
@@ -233,20 +238,27 @@ class RunState:
                 chance_accuracy=chance.get("accuracy"), chance_metrics=json.dumps(chance, sort_keys=True)
             )
         progress = Progress(total_steps=cfg.steps)
+        # No --threads on the CPU: the faster of 1 and N threads, probed in the warm-up steps (seqbench.threads)
+        probe = ThreadProbe() if cfg.threads is None and device.type == "cpu" else ThreadProbe(many=1)
+        timed_after = max(cfg.warmup_steps, probe.steps)
         loss_sum, loss_n = 0.0, 0
         while self.step < cfg.steps:
+            probe.before_step()
             sync(device)
+            one_off0 = one_off_seconds()
             t0 = time.perf_counter()
             batch = training.sample(gen)
             self.data_time += time.perf_counter() - t0
             loss = training.step(batch)
-            dt = time.perf_counter() - t0
+            # One-off work inside the step (building the C++ loops on first use) stays in wall time only.
+            dt = time.perf_counter() - t0 - (one_off_seconds() - one_off0)
+            probe.after_step(dt)
             self.row["updates"] = getattr(training.trainer, "updates", self.step + 1)
             self.step += 1
             self.samples += batch.batch_size
             self.tokens += batch.batch_size * batch.steps
             self.train_time += dt
-            if self.step > cfg.warmup_steps:
+            if self.step > timed_after:
                 self.timed_time += dt
                 self.timed_tokens += batch.batch_size * batch.steps
             if not math.isfinite(loss):
@@ -342,3 +354,39 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "train_length": task.train_length,
         "target_params": config.params_target,
     }
+
+
+#: Messages of allocation failures that torch raises as a plain RuntimeError (the CPU allocator), not as
+#: torch.OutOfMemoryError.
+_OOM_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure, whatever type it came as (the CPU allocator raises RuntimeError)."""
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MESSAGES)
+
+
+def store_or_fall_back(results_dir: str | Path, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
+    """Store the run; if the store fails now (it was writable when the run started: a full disk, a
+    remount), store it under the fallback directory instead and raise UnstoredRunError naming it: a finished
+    run is never lost."""
+    try:
+        write_run(results_dir, row, curve)
+    except OSError as exc:
+        fallback = fallback_dir()
+        write_run(fallback, row, curve)
+        raise UnstoredRunError(
+            f"Could not store the run under {results_dir}/ ({exc.strerror or exc}); it is stored under "
+            f"{fallback}/ instead: {fallback}/runs/{row['run_id']}.parquet (move runs/ and curves/ files "
+            f"into {results_dir}/ to merge it).",
+            row,
+        ) from exc
+
+
+def fallback_dir() -> Path:
+    """Where a run goes when its store fails at the end: $SEQBENCH_FALLBACK_DIR, else a folder in the
+    system's temporary directory."""
+    import os
+    import tempfile
+
+    return Path(os.environ.get("SEQBENCH_FALLBACK_DIR") or Path(tempfile.gettempdir()) / "seqbench-unstored")

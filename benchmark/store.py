@@ -15,7 +15,9 @@ its table's one schema, derived from the declarations in `seqbench.columns`, so
 from __future__ import annotations
 
 import os
+import time
 import uuid
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 from seqbench.columns import BENCH_COLUMNS, CURVE_COLUMNS, PROBE_COLUMNS, RUN_COLUMNS, Column
 
 RUNS, CURVES, BENCH, PROBES = "runs", "curves", "bench", "probes"
+COMPACT_PREFIX = "compact-"  # files written by `seqbench compact` (seqbench.compact), many rows each
 
 _ARROW = {
     "string": pa.string(),
@@ -98,12 +101,103 @@ def write_run(
     return path
 
 
+class StoreWarning(UserWarning):
+    """A file in the store that is not one of seqbench's (garbage, truncated, another program's table)."""
+
+
+def _fits(file_schema: pa.Schema, schema: pa.Schema) -> str | None:
+    """Why a file's schema is not (an older version of) `schema`, or None when it is: every column it has
+    is one of the schema's, with the same type (a column added later may be missing)."""
+    if schema.names[0] not in file_schema.names:
+        return f"no {schema.names[0]!r} column"
+    for f in file_schema:
+        if f.name not in schema.names:
+            return f"unknown column {f.name!r}"
+        want = schema.field(f.name).type
+        if f.type != want and not pa.types.is_null(f.type):
+            return f"column {f.name!r} is {f.type}, not {want}"
+    return None
+
+
+def store_files(folder: Path, schema: pa.Schema) -> list[Path]:
+    """The readable files of one store folder that hold `schema`'s table; every other `*.parquet` is
+    skipped with a StoreWarning naming it (a garbage, empty or truncated file, or a foreign Parquet such as
+    an exported leaderboard), so one bad file never hides the others."""
+    good = []
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            why = _fits(pq.read_schema(path), schema)
+        except FileNotFoundError:
+            raise  # replaced by a compaction since the listing: the caller lists again
+        except (pa.ArrowException, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if why is None:
+            good.append(path)
+        else:
+            warnings.warn(f"skipped {path}: not a seqbench {folder.name} file ({why})", StoreWarning, 2)
+    return good
+
+
+#: Columns that identify a stored row: after `seqbench compact` crashed between writing a merged file and
+#: removing its sources, a row is on disk twice; readers keep one (see seqbench.compact).
+#: (None: the whole row.) Bench and probe files are never compacted.
+IDENTITY: dict[str, list[str] | None] = {"runs": ["run_id"], "curves": None}
+
+
 def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
     folder = Path(results_dir) / sub
     if not folder.is_dir():
         return schema.empty_table().to_pandas()
-    # An explicit schema: files written before a column was added read back with nulls in it.
-    return ds.dataset(folder, schema=schema, format="parquet").to_table().to_pandas()
+    for attempt in range(100):  # compactions are rare: a retry or two at most, in practice
+        time.sleep(0.01 * min(attempt, 10))
+        try:
+            listed = store_files(folder, schema)
+            # An explicit schema: files written before a column was added read back with nulls in it.
+            table = ds.dataset([str(p) for p in listed], schema=schema, format="parquet").to_table()
+        except FileNotFoundError:
+            # `seqbench compact` removed a file after merging it: list again, the merged file holds its rows.
+            continue
+        # A directory listing is no snapshot: a compaction that renamed its merged file in and removed the
+        # sources while we listed could hide both from us. A merged file we did not list means: list again.
+        if not set(folder.glob(f"{COMPACT_PREFIX}*.parquet")) - set(listed):
+            break
+    else:
+        raise OSError(f"{folder} kept changing under the reader (100 tries): is a compaction looping?")
+    frame = table.to_pandas()
+    if sub not in IDENTITY:
+        return frame
+    return frame.drop_duplicates(subset=IDENTITY[sub], ignore_index=True)
+
+
+def check_writable(results_dir: str | Path) -> None:
+    """Raise StoreError (exit 2) unless runs can be stored under `results_dir`: checked before a run
+    trains, so a read-only or mistyped store costs seconds, not the run."""
+    from seqbench.errors import StoreError
+
+    folder = Path(results_dir) / RUNS
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".tmp-{uuid.uuid4().hex}.partial"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot store results under {results_dir}/: {exc.strerror or exc}. Choose a writable "
+            "directory with --results DIR."
+        ) from None
+
+
+def refuse_inside_store(path: str | Path, results_dir: str | Path) -> None:
+    """An export (a leaderboard) written into the store's own folders would be read back as runs."""
+    from seqbench.errors import OptionsError
+
+    target = Path(path).resolve()
+    for sub in (RUNS, CURVES, BENCH, PROBES):
+        if target.is_relative_to((Path(results_dir) / sub).resolve()):
+            raise OptionsError(
+                f"--out {path} is inside the store ({results_dir}/{sub}/), where it would be read back as "
+                "results. Write it elsewhere, e.g. --out board.parquet."
+            )
 
 
 def read_runs(results_dir: str | Path = "results"):

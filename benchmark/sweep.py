@@ -71,11 +71,20 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = path.read_text()
     if path.suffix in (".toml",):
-        return tomllib.loads(text)
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise OptionsError(f"{path}: not valid TOML: {exc}.") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise OptionsError(f"{path}: not valid YAML{at}: {what}.") from None
         if not isinstance(data, dict):
             raise OptionsError(
                 f"{path}: a sweep file holds a mapping of settings, got {type(data).__name__}."
@@ -168,8 +177,11 @@ def executor_for(spec: SweepSpec, setup: Callable[[], None] | None = None) -> Ex
     )
 
 
-def describe(config: RunConfig) -> str:
+def describe(config: RunConfig, grid: list[str] | tuple[str, ...] = ()) -> str:
+    """One line naming a run: task/model, size, the training settings in `grid` (the sweep's grid keys, so
+    that the grid points of one task and model tell apart: "lr=0.003"), seed and its non-default options."""
+    train = " ".join(f"{k}={getattr(config.train, k)}" for k in grid if k in TrainConfig.model_fields)
     changed = config.options_changed()  # the stored options are complete: name what differs
     extras = json.dumps(changed, sort_keys=True) if changed else ""
     size = f" params~{config.params_target}" if config.params_target else ""
-    return f"{config.task}/{config.model}{size} seed {config.seed} {extras}".strip()
+    return f"{config.task}/{config.model}{size} {train + ' ' if train else ''}seed {config.seed} {extras}".strip()

@@ -5,7 +5,10 @@
     def test_my_model():
         check_model(MyModel, my_option=3)
 
-Each check raises AssertionError with what broke. Sizes are tiny: a check takes well under a second.
+Each check raises `seqbench.errors.ContractError` (an AssertionError) with what broke, whatever Python's
+flags: the checks are explicit, not `assert` statements, so `python -O` cannot switch them off. Models are
+built exactly as the runner builds them (`seqbench.network.build_model`). Sizes are tiny: a check takes well
+under a second.
 """
 
 from __future__ import annotations
@@ -15,29 +18,35 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_model", "check_stateful", "check_task"]
+from seqbench.errors import ContractError
+
+__all__ = ["ContractError", "check_model", "check_stateful", "check_task"]
+
+
+def _require(condition: Any, message: str) -> None:
+    if not condition:
+        raise ContractError(message)
 
 
 def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options: Any) -> None:
     """Shapes, causality, deterministic initialisation, gradients reaching every parameter, state size."""
 
+    from seqbench.network import build_model, check_output
+
     def build() -> torch.nn.Module:
         torch.manual_seed(0)
-        return cls(input_size, hidden_size, **options)
+        return build_model(cls, input_size, hidden_size, options, f"model {cls.__name__}")
 
     model = build()
     x = torch.randn(3, 7, input_size)
-    y = model(x)
-    assert y.shape == (3, 7, hidden_size), (
-        f"{cls.__name__}: output {tuple(y.shape)}, expected (3, 7, {hidden_size})"
-    )
+    y = check_output(model(x), x, hidden_size, cls.__name__)
     y.pow(2).mean().backward()
     no_grad = [
         n
         for n, p in model.named_parameters()
         if p.requires_grad and (p.grad is None or not p.grad.abs().sum())
     ]
-    assert not no_grad, f"{cls.__name__}: no gradient reaches {no_grad}"
+    _require(not no_grad, f"{cls.__name__}: no gradient reaches {no_grad}")
 
     # Causal: changing the inputs after step t never changes the outputs up to t.
     model.eval()
@@ -47,24 +56,29 @@ def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options:
     x2[:, t + 1 :] = torch.randn(2, 9 - t - 1, input_size) * 3
     with torch.no_grad():
         a, b = model(x), model(x2)
-    assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6), f"{cls.__name__} looks ahead in time"
-    assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :]), (
-        f"{cls.__name__} ignores its input after step {t}"
+    _require(torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6), f"{cls.__name__} looks ahead in time")
+    _require(
+        not torch.allclose(a[:, t + 1 :], b[:, t + 1 :]), f"{cls.__name__} ignores its input after step {t}"
     )
 
     again = build()
     for (name, p), (_, q) in zip(build().named_parameters(), again.named_parameters(), strict=True):
-        assert torch.equal(p, q), f"{cls.__name__}: parameter {name} differs between two seeded constructions"
+        _require(
+            torch.equal(p, q), f"{cls.__name__}: parameter {name} differs between two seeded constructions"
+        )
     state = getattr(model, "state_size", None)
     per_step = getattr(model, "state_per_step", 0)
-    assert state is None or (isinstance(state, int) and state >= 0), (
-        f"{cls.__name__}: state_size must be a non-negative int"
+    _require(
+        state is None or (isinstance(state, int) and state >= 0),
+        f"{cls.__name__}: state_size must be a non-negative int",
     )
-    assert isinstance(per_step, int) and per_step >= 0, (
-        f"{cls.__name__}: state_per_step must be a non-negative int"
+    _require(
+        isinstance(per_step, int) and per_step >= 0,
+        f"{cls.__name__}: state_per_step must be a non-negative int",
     )
-    assert state is None or state + per_step > 0, (
-        f"{cls.__name__}: state_size or state_per_step must be positive"
+    _require(
+        state is None or state + per_step > 0,
+        f"{cls.__name__}: state_size or state_per_step must be positive",
     )
 
 
@@ -79,41 +93,46 @@ def check_stateful(
     torch.manual_seed(0)
     model = cls(input_size, hidden_size, **options).double().eval()
     name = cls.__name__
-    assert stateful.is_stateful(model), f"{name}: lacks {', '.join(stateful.missing(model, 'segments'))}"
+    _require(stateful.is_stateful(model), f"{name}: lacks {', '.join(stateful.missing(model, 'segments'))}")
     B = 3
     x = torch.randn(B, length, input_size, dtype=torch.float64)
     s0 = stateful.initial(model, B, x)
-    assert isinstance(s0, tuple) and s0 and all(s.shape[0] == B for s in s0), (
-        f"{name}: initial_state must be a tuple of tensors, each batch first (B, ...)"
+    _require(
+        isinstance(s0, tuple) and s0 and all(s.shape[0] == B for s in s0),
+        f"{name}: initial_state must be a tuple of tensors, each batch first (B, ...)",
     )
     with torch.no_grad():
         whole = model(x)
         h, s_end = stateful.run_segment(model, x, s0)
-        assert torch.allclose(h, whole, atol=1e-10), f"{name}: forward_state from initial_state != forward"
+        _require(torch.allclose(h, whole, atol=1e-10), f"{name}: forward_state from initial_state != forward")
         for t in (1, length // 2, length - 1):
             h1, s1 = stateful.run_segment(model, x[:, :t], stateful.initial(model, B, x))
             h2, s2 = stateful.run_segment(model, x[:, t:], s1)
-            assert torch.allclose(torch.cat([h1, h2], 1), whole, atol=1e-10), (
-                f"{name}: two halves split at step {t} with the state carried != the whole"
+            _require(
+                torch.allclose(torch.cat([h1, h2], 1), whole, atol=1e-10),
+                f"{name}: two halves split at step {t} with the state carried != the whole",
             )
-            assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(s2, s_end, strict=True)), (
-                f"{name}: the final state after two halves (split at {t}) != after the whole"
+            _require(
+                all(torch.allclose(a, b, atol=1e-10) for a, b in zip(s2, s_end, strict=True)),
+                f"{name}: the final state after two halves (split at {t}) != after the whole",
             )
         if callable(getattr(model, "step", None)):
             state, outs = stateful.initial(model, B, x), []
             for x_t in x.unbind(1):
                 h_t, state = model.step(x_t, state)
                 outs.append(h_t)
-            assert torch.allclose(torch.stack(outs, 1), whole, atol=1e-10), (
-                f"{name}: a loop over step != forward"
+            _require(
+                torch.allclose(torch.stack(outs, 1), whole, atol=1e-10),
+                f"{name}: a loop over step != forward",
             )
-            assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(state, s_end, strict=True)), (
-                f"{name}: the state after a loop over step != forward_state's"
+            _require(
+                all(torch.allclose(a, b, atol=1e-10) for a, b in zip(state, s_end, strict=True)),
+                f"{name}: the state after a loop over step != forward_state's",
             )
         h_other, _ = stateful.run_segment(model, x[:, length // 2 :], s1)
         h_fresh, _ = stateful.run_segment(model, x[:, length // 2 :], stateful.initial(model, B, x))
         if length // 2 > 0:
-            assert not torch.allclose(h_other, h_fresh), f"{name}: ignores the state it is given"
+            _require(not torch.allclose(h_other, h_fresh), f"{name}: ignores the state it is given")
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -128,50 +147,55 @@ def check_task(cls_or_task: Any, **options: Any) -> None:
     length = task.train_lengths[1]
     batch = task.sample(4, length, _generator(0))
     B, T = batch.inputs.shape[:2]
-    assert B == 4, f"{name}: asked for 4 sequences, got {B}"
+    _require(B == 4, f"{name}: asked for 4 sequences, got {B}")
     if task.input_kind == "vector":
-        assert batch.inputs.shape == (4, T, task.input_size), f"{name}: inputs {tuple(batch.inputs.shape)}"
-        assert batch.inputs.dtype == torch.float32, f"{name}: vector inputs must be float32"
+        _require(batch.inputs.shape == (4, T, task.input_size), f"{name}: inputs {tuple(batch.inputs.shape)}")
+        _require(batch.inputs.dtype == torch.float32, f"{name}: vector inputs must be float32")
     else:
-        assert batch.inputs.dtype == torch.long and int(batch.inputs.max()) < task.input_size, (
-            f"{name}: token inputs must be long and below the vocabulary size"
+        _require(
+            batch.inputs.dtype == torch.long and int(batch.inputs.max()) < task.input_size,
+            f"{name}: token inputs must be long and below the vocabulary size",
         )
-    assert batch.mask.shape == (4, T) and batch.mask.dtype == torch.bool, f"{name}: mask must be (B, T) bool"
-    assert batch.mask.any(), f"{name}: the mask is empty: the loss would look nowhere"
-    assert batch.targets.shape[:2] == (4, T), f"{name}: targets must be aligned on (B, T)"
+    _require(
+        batch.mask.shape == (4, T) and batch.mask.dtype == torch.bool, f"{name}: mask must be (B, T) bool"
+    )
+    _require(batch.mask.any(), f"{name}: the mask is empty: the loss would look nowhere")
+    _require(batch.targets.shape[:2] == (4, T), f"{name}: targets must be aligned on (B, T)")
 
     a = task.sample(3, task.train_lengths[0], _generator(7))
     b = task.sample(3, task.train_lengths[0], _generator(7))
-    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("inputs", "targets", "mask")), (
-        f"{name}: the same generator seed gave different batches"
+    _require(
+        all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("inputs", "targets", "mask")),
+        f"{name}: the same generator seed gave different batches",
     )
     if getattr(task, "stochastic", True):
         # At the longest training length: at the shortest, some tasks have a single input (a 1-bit sum).
         a, c = (task.sample(3, task.train_lengths[1], _generator(seed)) for seed in (7, 8))
-        assert not torch.equal(a.inputs, c.inputs), f"{name}: different seeds gave the same batch"
+        _require(not torch.equal(a.inputs, c.inputs), f"{name}: different seeds gave the same batch")
 
     steps = [task.sample(2, n, _generator(0)).steps for n in sorted(set(task.eval_lengths))]
-    assert steps == sorted(steps) and steps[0] < steps[-1], (
-        f"{name}: longer lengths must give longer sequences"
+    _require(
+        steps == sorted(steps) and steps[0] < steps[-1], f"{name}: longer lengths must give longer sequences"
     )
-    assert max(task.eval_lengths) > task.train_lengths[1], f"{name}: evaluate beyond the training lengths"
-    assert task.train_length in task.eval_lengths, f"{name}: evaluate at the training length too"
+    _require(max(task.eval_lengths) > task.train_lengths[1], f"{name}: evaluate beyond the training lengths")
+    _require(task.train_length in task.eval_lengths, f"{name}: evaluate at the training length too")
     for n in task.eval_lengths:
         eb = task.sample(2, n, _generator(0))
         out = torch.zeros(*eb.inputs.shape[:2], task.output_size, requires_grad=True)
         loss = task.loss(out, eb)
         loss.backward()
-        assert loss.dim() == 0 and math.isfinite(loss.item()), (
-            f"{name}: loss at length {n} is not a finite scalar"
+        _require(
+            loss.dim() == 0 and math.isfinite(loss.item()),
+            f"{name}: loss at length {n} is not a finite scalar",
         )
         acc = task.metrics(out.detach(), eb)["accuracy"]
-        assert 0.0 <= acc <= 1.0, f"{name}: accuracy {acc} outside [0, 1] at length {n}"
+        _require(0.0 <= acc <= 1.0, f"{name}: accuracy {acc} outside [0, 1] at length {n}")
 
     gen = _generator(0)
     lo, hi = task.train_lengths
     seen = {task.sample_length(gen) for _ in range(200)}
-    assert min(seen) >= lo and max(seen) <= hi, f"{name}: training lengths drawn outside {lo}..{hi}"
+    _require(min(seen) >= lo and max(seen) <= hi, f"{name}: training lengths drawn outside {lo}..{hi}")
     chance = task.chance(task.train_length).get("accuracy")
-    assert chance is not None and 0.0 <= chance < 1.0, (
-        f"{name}: chance(length) must give an accuracy in [0, 1)"
+    _require(
+        chance is not None and 0.0 <= chance < 1.0, f"{name}: chance(length) must give an accuracy in [0, 1)"
     )

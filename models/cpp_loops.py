@@ -21,13 +21,14 @@ import functools
 import hashlib
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqbench.provenance import note_kernel
+from seqbench.provenance import note_kernel, note_one_off
 
 SOURCES = sorted(Path(__file__).with_name("csrc").glob("*.cpp"))
 ENV = "SEQBENCH_LSTM_KERNEL"
@@ -37,7 +38,9 @@ def choice() -> str:
     """auto (the C++ loops where they build), cpp (they must) or python, from SEQBENCH_LSTM_KERNEL."""
     value = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if value not in ("auto", "cpp", "python"):
-        raise ValueError(f"{ENV} must be auto, cpp or python, not {value!r}.")
+        from seqbench.errors import OptionsError  # a ValueError too
+
+        raise OptionsError(f"{ENV} must be auto, cpp or python, not {value!r}.")
     return value
 
 
@@ -62,6 +65,7 @@ def load() -> Any | None:
         :10
     ]
     name = f"seqbench_recurrent_{level}_{digest}"
+    started = time.perf_counter()
     try:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         if not any(build_dir.glob(f"{name}*.so")):
@@ -83,13 +87,19 @@ def load() -> Any | None:
     except Exception as exc:  # no compiler, no ninja, an unsupported platform: never break a run
         if choice() == "cpp":
             raise
-        warnings.warn(
-            f"The C++ recurrent loops did not build ({type(exc).__name__}: {exc}); the Python loops "
-            f"run instead (same equations, slower). Set {ENV}=python to skip the attempt.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
+        return _fallback(exc)
+    finally:
+        # Building (or loading a cached build) is first-use work, no part of a training step's time.
+        note_one_off(time.perf_counter() - started)
+
+
+def _fallback(exc: Exception) -> None:
+    warnings.warn(
+        f"The C++ recurrent loops did not build ({type(exc).__name__}: {exc}); the Python loops "
+        f"run instead (same equations, slower). Set {ENV}=python to skip the attempt.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def ops_for(model: str, device: torch.device) -> Any | None:

@@ -237,7 +237,8 @@ def test_a_worker_killed_mid_run_fails_only_its_run(tmp_path, extra_entry_points
     runs = read_runs(tmp_path)
     by_model = runs.groupby("model")["status"].apply(sorted).to_dict()
     assert by_model == {"rnn": ["ok", "ok"], "suicide": ["error", "error"]}
-    assert runs.loc[runs["model"] == "suicide", "error"].str.contains("KilledWorker").all()
+    # each run has a process of its own on the worker (true CPU peak memory): that process died, not the worker
+    assert runs.loc[runs["model"] == "suicide", "error"].str.contains("the run's process died").all()
 
 
 def test_executors_are_one_registry_behind_the_cli_and_the_spec(tmp_path):
