@@ -42,18 +42,27 @@ from seqbench.tables import Table, fmt
 from seqbench.training import bare_training, count_parameters, sync, training_config
 
 REFERENCE = "nn.LSTM"
-# The fused PyTorch module each family of models is also compared with ("within 1.5x of nn.GRU / nn.RNN").
+# The fused PyTorch module each family of models is also compared with ("within 1.5x of nn.GRU / nn.RNN"); the
+# two-layer models at their default depth against a two-layer nn.LSTM of the same width.
 FAMILY = {"gru": "nn.GRU", "gru_cho": "nn.GRU", "rnn": "nn.RNN", "irnn": "nn.RNN", "clockwork_rnn": "nn.RNN"}
-TORCH_MODULES = {"nn.LSTM": nn.LSTM, "nn.GRU": nn.GRU, "nn.RNN": nn.RNN}
+FAMILY |= {"depth_gated_lstm": "nn.LSTM-2", "grid_lstm": "nn.LSTM-2"}
+TORCH_MODULES = {
+    "nn.LSTM": (nn.LSTM, 1),
+    "nn.GRU": (nn.GRU, 1),
+    "nn.RNN": (nn.RNN, 1),
+    "nn.LSTM-2": (nn.LSTM, 2),
+}
 
 
 class TorchRecurrent(nn.Module):
-    """A reference: PyTorch's fused LSTM, GRU or tanh RNN (oneDNN on the CPU, cuDNN on a GPU)."""
+    """A reference: PyTorch's fused LSTM, GRU or tanh RNN (oneDNN on the CPU, cuDNN on a GPU), one layer or
+    (nn.LSTM-2) two."""
 
     def __init__(self, kind: str, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.rnn = TORCH_MODULES[kind](input_size, hidden_size, batch_first=True)
-        self.state_size = (2 if kind == "nn.LSTM" else 1) * hidden_size
+        module, layers = TORCH_MODULES[kind]
+        self.rnn = module(input_size, hidden_size, layers, batch_first=True)
+        self.state_size = (2 if module is nn.LSTM else 1) * hidden_size * layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rnn(x)[0]
@@ -113,12 +122,18 @@ def step_flops(model: nn.Module, x: torch.Tensor) -> int:
     from torch.utils import flop_counter
     from torch.utils.flop_counter import FlopCounterMode
 
-    addmm_ = torch.ops.aten.addmm_
+    addmm_, baddbmm_ = torch.ops.aten.addmm_, torch.ops.aten.baddbmm_
     if addmm_ not in flop_counter.flop_registry:  # in-place, as hand-written backward passes accumulate
 
         @flop_counter.register_flop_formula(addmm_)
         def _(self_shape, a_shape, b_shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
             return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    if baddbmm_ not in flop_counter.flop_registry:  # the batched form (grid_lstm's depth cells)
+
+        @flop_counter.register_flop_formula(baddbmm_)
+        def _(self_shape, a_shape, b_shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+            return 2 * a_shape[0] * a_shape[1] * a_shape[2] * b_shape[2]
 
     # Each fused recurrent module's calls, with the shapes it really saw (conv_rnn's LSTM runs on T / stride).
     fused = 0
@@ -378,7 +393,7 @@ def bench_table(rows: list[dict[str, Any]]) -> Table:
         f"{first['device_name']} ({first['device']}, {first['threads'] or '-'} threads), batch "
         f"{first['batch_size']}, {first['input_size']} inputs, median of {first['rounds']} interleaved rounds "
         "(halved beyond T = 500). x nn.LSTM / infer x / mem x: ratio to torch.nn.LSTM of the same H and T "
-        "in the same rounds; x family: against nn.GRU or nn.RNN for those families. FLOP/s %: achieved FLOP/s of a training step against a "
+        "in the same rounds; x family: against nn.GRU or nn.RNN for those families, a two-layer nn.LSTM (nn.LSTM-2) for depth_gated_lstm and grid_lstm. FLOP/s %: achieved FLOP/s of a training step against a "
         f"{fmt(first['matmul_flops_per_s'] / 1e9, '.1f')} GFLOP/s matrix product measured in the same run. "
         "~T^: exponent of time and memory against T fitted over the lengths measured (1 = linear)."
     )

@@ -1,10 +1,11 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
-source in `csrc/` (today `recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU).
+source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
+`grid_lstm.cpp`: the Grid LSTM's depth cells).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 
 The C++ loops fuse each step's element-wise work into vectorised passes (see the C++ file); the Python
-loops in `lstm_cell.py`, `depth_gated_lstm.py` and `gru_cho.py` are their specification, and the two agree
+loops in `lstm_cell.py`, `depth_gated_lstm.py`, `gru_cho.py` and `grid_lstm.py` are their specification, and the two agree
 to float precision. The extension is compiled with `torch.utils.cpp_extension` on first use (needs a C++
 compiler and ninja; ~20-60 s, once) and cached in torch's extension folder (`TORCH_EXTENSIONS_DIR`, by default
 ~/.cache/torch_extensions) for later processes. It is built for the SIMD level ATen itself uses on this CPU
@@ -137,3 +138,13 @@ def _register_flops(ops: Any) -> None:
         T, _, B = gates
         H = U[1]
         return 2 * T * H * H * B + 2 * (T - 1) * 2 * H * H * B
+
+    @register_flop_formula(ops.grid_depth_forward)
+    def _(gates, W_up, h_time, m_below, h, m, s, out_shape=None) -> int:  # W_up h_time, all steps at once
+        T, nH, B = gates
+        return 2 * T * nH * W_up[1] * B
+
+    @register_flop_formula(ops.grid_depth_backward)
+    def _(dh, dm, W_up, gates, m_below, s, dA, dm_below, dh_time, out_shape=None) -> int:
+        T, nH, B = gates  # dh_time = W_up^T dA
+        return 2 * T * nH * W_up[1] * B

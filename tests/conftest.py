@@ -36,7 +36,7 @@ def extra_entry_points():
 @pytest.fixture
 def use_loops(monkeypatch):
     """`use_loops("cpp" | "python")`: make the models with time loops of their own (the shared LSTM cell,
-    depth_gated_lstm, gru_cho) run their C++ loops or their Python ones for one test. The C++ loops must be
+    depth_gated_lstm, gru_cho, grid_lstm) run their C++ loops or their Python ones for one test. The C++ loops must be
     there when SEQBENCH_LSTM_KERNEL=cpp (as in .ci/run); elsewhere a machine without a compiler skips the
     tests that ask for them."""
 

@@ -62,7 +62,9 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
     assert abs(fused - unfused) / fused < 0.03  # the cell skips the product with the zero initial state
 
 
-@pytest.mark.parametrize("model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm", "gru_cho"])
+@pytest.mark.parametrize(
+    "model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm", "gru_cho", "grid_lstm"]
+)
 def test_flops_of_the_cpp_loops_equal_those_of_the_python_loops(model, use_loops):
     """The counter cannot see inside the C++ ops; their registered formulas must give what it counts when
     the same loops run in Python."""
