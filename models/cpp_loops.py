@@ -1,6 +1,6 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
-`grid_lstm.cpp`: the Grid LSTM's depth cells).
+`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 
@@ -148,3 +148,42 @@ def _register_flops(ops: Any) -> None:
     def _(dh, dm, W_up, gates, m_below, s, dA, dm_below, dh_time, out_shape=None) -> int:
         T, nH, B = gates  # dh_time = W_up^T dA
         return 2 * T * nH * W_up[1] * B
+
+    _register_memory_flops(ops)
+
+
+def _register_memory_flops(ops: Any) -> None:
+    """The NTM's and the stack RNN's C++ loops (ntm_loops.cpp, stack_loops.cpp): their matrix products per
+    step, and for the NTM the products its reference loop makes as bmm/matmul (content similarity, read and
+    shift), forward once and backward twice (the gradients of both factors), as the counter counts the
+    reference loop's products. Not checked to equality against the reference loop's count (which also sees
+    products of the controller's input that the C++ path hoists out of the loop): a close estimate."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    def ntm_step(xp: Any, Wr: Any, Whh: Any, Wp: Any, dims: list[int]) -> int:
+        _, B, G = xp
+        N, M, R, W, S, _lstm = dims
+        K, C = R + W, Wp[1]
+        ctrl = 2 * B * G * (Wr[1] + (Whh[1] if Whh[0] else 0)) + 2 * B * C * Wp[0]
+        addressing = 2 * B * K * M * N + 2 * B * R * N * M + 2 * B * K * N * (2 * S + 1)
+        return ctrl + addressing
+
+    @register_flop_formula(ops.ntm_forward)
+    def _(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps, out_shape=None) -> int:
+        return xp[0] * ntm_step(xp, Wr, Whh, Wp, dims)
+
+    @register_flop_formula(ops.ntm_backward)
+    def _(dhs, drs, Wr, Whh, Wp, hs, cs, gates, *rest, out_shape=None) -> int:
+        dims = rest[-3]
+        return 2 * gates[0] * ntm_step(gates, Wr, Whh, Wp, dims)
+
+    def stack_step(B: int, R: Any, A: Any, D: Any) -> int:
+        return 2 * B * (R[0] * R[1] + A[0] * A[1] + D[0] * D[1])
+
+    @register_flop_formula(ops.stack_forward)
+    def _(drive, R, A, bA, D, bD, dims, out_shape=None) -> int:
+        return drive[0] * stack_step(drive[1], R, A, D)
+
+    @register_flop_formula(ops.stack_backward)
+    def _(dhs, R, A, D, *rest, out_shape=None) -> int:
+        return 2 * dhs[0] * stack_step(dhs[1], R, A, D)

@@ -17,7 +17,9 @@ Streaming: the model sees one input per step and must answer at every step witho
 part of the current chunk seen so far. J = 1 (the default): every earlier input is a memory and the query is
 the current input. Memories are the chunks strictly before the current one, so the answer at t never depends
 on inputs after t. Everything is computed for all steps at once with a causal mask, not a loop over time:
-O(T · T/J) per hop.
+O(T · T/J) per hop, quadratic by design. Exponent of the train step's time against length: 1.95 (J = 1,
+H 128, batch 32, T = 100 and 1000, one thread: `seqbench bench --model memory_network --length 100 --length
+1000`), against 1 for the recurrent models; 2.4x nn.LSTM at T = 100, 22.5x at T = 1000.
 
 Departures: no linear start or random empty memories (training tricks of §4.2), the answer read-out
 (W = C^K in the paper) is the network's shared linear read-out, and ages beyond `max_age` share the last

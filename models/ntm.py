@@ -15,20 +15,25 @@ and controller state are learned biases, reset for every sequence; the memory bi
 constant, which converged fastest in Collier & Beel 2018 ("Implementing Neural Turing Machines"), and the
 initial weightings start focused on slot 0 so that location-based addressing has a place to start from.
 
-Everything is batched: addressing for all heads and all sequences is a handful of tensor ops per step.
+Everything is batched: addressing for all heads and all sequences is a handful of tensor ops per step. That
+loop (`reference_forward`, `implementation="reference"`) is the specification; by default on the CPU the
+whole time loop runs in C++ with a hand-written backward (ntm_loops.py, csrc/ntm_loops.cpp), equal to it in
+float64 (tests/test_ntm_fast.py).
 The module maps (B, T, input) to (B, T, hidden_size): a linear map of [controller output, read vectors].
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 from seqbench.models.common import set_forget_bias
+from seqbench.models.ntm_loops import ntm_loop
 
 _EPS = 1e-8
 
@@ -100,6 +105,9 @@ class NTM(nn.Module):
         controller: str = "lstm",  # "lstm" or "feedforward"
         shift_range: int = 1,  # shifts over -S..S
         controller_clip: float = 20.0,  # clip the controller's outputs (Collier & Beel 2018); 0 = off
+        implementation: Literal[
+            "fast", "reference"
+        ] = "fast",  # the C++ loop, or the autograd loop it is checked against
     ) -> None:
         super().__init__()
         if controller not in ("lstm", "feedforward"):
@@ -108,6 +116,8 @@ class NTM(nn.Module):
             raise OptionsError(
                 "ntm: memory_slots, memory_width and read_heads must be >= 1, write_heads >= 0."
             )
+        if implementation not in ("fast", "reference"):
+            raise OptionsError(f"ntm: implementation must be 'fast' or 'reference', got {implementation!r}.")
         if not 0 <= shift_range < memory_slots:
             raise OptionsError(f"ntm: shift_range must be in [0, memory_slots), got {shift_range}.")
         N, M, C, R, W = memory_slots, memory_width, hidden_size, read_heads, write_heads
@@ -115,6 +125,7 @@ class NTM(nn.Module):
         self.n_shifts = 2 * shift_range + 1
         self.controller_kind = controller
         self.controller_clip = controller_clip
+        self.fast = implementation == "fast"
 
         ctrl_in = input_size + R * M
         if controller == "lstm":
@@ -151,11 +162,48 @@ class NTM(nn.Module):
         ea = p[:, H * self.per_head :].view(B, W, 2, M)
         return key, beta, gate, shift, gamma, torch.sigmoid(ea[:, :, 0]), torch.tanh(ea[:, :, 1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, hidden)
-        B = x.shape[0]
+    def _initial_state(self, B: int) -> tuple[torch.Tensor, ...]:
         memory = self.memory_bias.expand(B, -1, -1)  # (B, N, M)
         reads = self.read_bias.expand(B, -1, -1).reshape(B, -1)  # (B, R*M)
         w = torch.softmax(self.weight_logits, dim=-1).expand(B, -1, -1)  # (B, R+W, N)
+        return memory, reads, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, hidden)
+        ops = cpp_loops.ops_for("ntm", x.device) if self.fast else None
+        if ops is not None:
+            return self._forward_loop(ops, x)
+        return self.reference_forward(x)
+
+    def _forward_loop(self, ops, x: torch.Tensor) -> torch.Tensor:
+        """The C++ loop (ntm_loops.py): the controller's input projection of all steps in one product, then
+        the recurrence with its hand-written backward, then the read-out of all steps in one product."""
+        B, n_in = x.shape[0], x.shape[2]
+        memory, reads, w = self._initial_state(B)
+        ctrl = self.controller
+        if self.controller_kind == "lstm":
+            Wx, Wr, Whh = ctrl.weight_ih[:, :n_in], ctrl.weight_ih[:, n_in:], ctrl.weight_hh
+            bias = ctrl.bias_ih + ctrl.bias_hh
+            h0, c0 = self.h0.expand(B, -1), self.c0.expand(B, -1)
+        else:
+            Wx, Wr, Whh, bias = (
+                ctrl.weight[:, :n_in],
+                ctrl.weight[:, n_in:],
+                ctrl.weight.new_zeros(0, self.C),
+                ctrl.bias,
+            )
+            h0 = c0 = x.new_zeros(B, self.C)
+        xp = torch.nn.functional.linear(x.transpose(0, 1), Wx, bias)  # (T, B, G)
+        dims = [self.N, self.M, self.R, self.W, (self.n_shifts - 1) // 2, int(self.controller_kind == "lstm")]
+        hp = self.head_params
+        hs, rs = ntm_loop(
+            ops, dims, self.controller_clip, _EPS, xp, Wr, Whh, hp.weight, hp.bias, memory, reads, w, h0, c0
+        )  # (T, B, C), (T, B, R*M)
+        return self.output(torch.cat([hs, rs], dim=-1)).transpose(0, 1)  # (B, T, hidden)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The equations step by step through autograd: the specification of the C++ loop, and its fallback."""
+        B = x.shape[0]
+        memory, reads, w = self._initial_state(B)
         if self.controller_kind == "lstm":
             state = (self.h0.expand(B, -1), self.c0.expand(B, -1))
         outputs = []

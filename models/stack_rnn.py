@@ -12,14 +12,21 @@ The stack is continuous: a soft action blends the three outcomes. The paper's st
 (`stack_width=1`); wider elements are the obvious extension and the default here. Stacks have a fixed
 `depth`; what is pushed past the bottom is lost, and a pop brings an empty (zero) element up from below.
 The paper's no-op action is an option (`no_op`, on by default; the paper uses it in some experiments).
+
+Speed: the time loop runs in C++ with a hand-written backward (csrc/stack_loops.cpp) where the C++ loops build;
+`implementation="reference"` (and the fallback elsewhere) is the loop below through autograd, its specification
+(tests/test_stack_rnn_fast.py compares the two in float64, outputs and every gradient).
 """
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 
 PUSH, POP, NO_OP = 0, 1, 2
 
@@ -45,13 +52,21 @@ class StackRNN(nn.Module):
         stack_width: int = 8,
         read_top: int = 2,  # k: how many top elements of each stack the recurrent layer reads
         no_op: bool = True,
+        implementation: Literal[
+            "fast", "reference"
+        ] = "fast",  # the C++ loop, or the autograd loop it is checked against
     ) -> None:
         super().__init__()
         if stacks < 1 or depth < 2 or stack_width < 1 or not 1 <= read_top <= depth:
             raise OptionsError(
                 "stack_rnn: stacks >= 1, depth >= 2, stack_width >= 1 and 1 <= read_top <= depth are required."
             )
+        if implementation not in ("fast", "reference"):
+            raise OptionsError(
+                f"stack_rnn: implementation must be 'fast' or 'reference', got {implementation!r}."
+            )
         self.P, self.D, self.W, self.k, self.no_op = stacks, depth, stack_width, read_top, no_op
+        self.fast = implementation == "fast"
         self.input_proj = nn.Linear(input_size, hidden_size)  # U x + b
         self.recurrent = nn.Linear(hidden_size + stacks * read_top * stack_width, hidden_size, bias=False)
         self.actions = nn.Linear(hidden_size, stacks * (3 if no_op else 2))  # A
@@ -59,6 +74,17 @@ class StackRNN(nn.Module):
         self.state_size = hidden_size + stacks * depth * stack_width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, H)
+        ops = cpp_loops.ops_for("stack_rnn", x.device) if self.fast else None
+        if ops is None:
+            return self.reference_forward(x)
+        drive = self.input_proj(x).transpose(0, 1).contiguous()  # (T, B, H), hoisted out of the loop
+        dims = [self.P, self.D, self.W, self.k, 3 if self.no_op else 2]
+        a, v = self.actions, self.push
+        hs = _StackLoop.apply(ops, dims, drive, self.recurrent.weight, a.weight, a.bias, v.weight, v.bias)
+        return hs.transpose(0, 1)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The equations step by step through autograd: the specification of the C++ loop, and its fallback."""
         B, P = x.shape[0], self.P
         drive = self.input_proj(x)  # hoisted out of the time loop
         h = x.new_zeros(B, self.recurrent.out_features)
@@ -73,3 +99,20 @@ class StackRNN(nn.Module):
             stack = stack_update(stack, a, torch.sigmoid(self.push(h)).view(B, P, self.W))
             outputs.append(h)
         return torch.stack(outputs, dim=1)
+
+
+class _StackLoop(torch.autograd.Function):
+    """hs (T, B, H) from drive (T, B, H) = U x + b; the C++ loop forward and its hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, ops: Any, dims: list[int], drive, R, A, bA, D, bD):
+        us, hs, acts, vs, stacks = ops.stack_forward(drive, R, A, bA, D, bD, dims)
+        ctx.ops, ctx.dims = ops, dims
+        ctx.save_for_backward(R, A, D, us, hs, acts, vs, stacks)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs):
+        R, A, D, us, hs, acts, vs, stacks = ctx.saved_tensors
+        grads = ctx.ops.stack_backward(dhs.contiguous(), R, A, D, us, hs, acts, vs, stacks, ctx.dims)
+        return None, None, *grads

@@ -80,7 +80,16 @@ def test_interpolation_gate():
 
 
 def test_weightings_sum_to_one_through_a_sequence(monkeypatch):
-    ntm = seqbench.load_model("ntm", 3, 8, memory_slots=9, memory_width=4, read_heads=2, write_heads=2)
+    ntm = seqbench.load_model(
+        "ntm",
+        3,
+        8,
+        memory_slots=9,
+        memory_width=4,
+        read_heads=2,
+        write_heads=2,
+        implementation="reference",
+    )
     seen = []
 
     def spy(*args):
