@@ -319,10 +319,12 @@ def ls(what: str, pattern: str | None) -> None:
         return
     registry = TASKS if what == "tasks" else MODELS
     providers = registry.providers()
-    for name in registry.names(pattern):
+    names = registry.names(pattern)
+    width = max([24, *(len(n) for n in names)])
+    for name in names:
         who = ", ".join(p.spec for p in providers[name])
         flag = "   <- provided twice: using it is an error" if len(providers[name]) > 1 else ""
-        click.echo(f"{name:<24} {who}{flag}")
+        click.echo(f"{name:<{width}} {who}{flag}")
 
 
 def _ls_plugins() -> None:

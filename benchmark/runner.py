@@ -198,7 +198,8 @@ class RunState:
             train_tokens_per_s=self.train_tokens_per_s(),
         )
         if self.last_eval:
-            main = self.last_eval[self.task.train_length]
+            summary = getattr(self.task, "summary", None)  # plugin tasks may not derive from Task
+            main = summary(self.last_eval) if summary is not None else self.last_eval[self.task.train_length]
             self.row.update(
                 accuracy=main["accuracy"],
                 loss=main["loss"],
@@ -225,6 +226,12 @@ class RunState:
         )
         gen = torch.Generator(device=device).manual_seed(self.config.seed)
         evaluator = Evaluator(task, cfg.eval_size, device)
+        chance_on = getattr(task, "chance_on", None)  # plugin tasks may not derive from Task
+        if chance_on is not None:
+            chance = chance_on(task.train_length, evaluator.sets[task.train_length])
+            self.row.update(
+                chance_accuracy=chance.get("accuracy"), chance_metrics=json.dumps(chance, sort_keys=True)
+            )
         progress = Progress(total_steps=cfg.steps)
         loss_sum, loss_n = 0.0, 0
         while self.step < cfg.steps:
@@ -307,6 +314,7 @@ def failed_row(config: RunConfig, error: str, status: str = "error") -> dict[str
 
 def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, Any]:
     """Every column of a result row (`seqbench.columns.RUN_COLUMNS`), with what is known before training."""
+    chance = task.chance(task.train_length)
     return {
         **run_defaults(),
         **provenance(device),
@@ -325,7 +333,8 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "train_config": config.train.model_dump_json(),
         "hidden_size": config.train.hidden_size,
         "memory_kind": memory_kind(device),
-        "chance_accuracy": task.chance(task.train_length).get("accuracy"),
+        "chance_accuracy": chance.get("accuracy"),
+        "chance_metrics": json.dumps(chance, sort_keys=True),  # replaced by the figure on the scored set
         "train_length": task.train_length,
         "target_params": config.params_target,
     }

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from seqbench.config import RunConfig, TrainConfig, make_run_config
 from seqbench.errors import OptionsError
 from seqbench.executors import EXECUTORS, Executor, Outcome, get_executor
+from seqbench.registry import TASKS
 
 try:
     import tomllib
@@ -106,7 +107,11 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
             )
     keys = list(spec.grid)
     configs = []
-    for task_name, model_name in itertools.product(spec.tasks, spec.models):
+    # A task name with a wildcard is a group: `chomsky/*` is the whole Chomsky-hierarchy suite.
+    tasks = [n for t in spec.tasks for n in (TASKS.names(t) if any(c in t for c in "*?[") else [t])]
+    if not tasks:
+        raise OptionsError(f"No task matches {spec.tasks}; see `seqbench ls tasks`.")
+    for task_name, model_name in itertools.product(tasks, spec.models):
         for values in itertools.product(*(spec.grid[k] for k in keys)):
             point = dict(zip(keys, values, strict=True))
             task_opts = {**spec.task_options, **{k[5:]: v for k, v in point.items() if k.startswith("task.")}}

@@ -70,6 +70,18 @@ class Task:
         """What a predictor that ignores the input scores at `length` (drawn as the chance line)."""
         return {}
 
+    def chance_on(self, length: int, batches: list[Batch]) -> dict[str, float]:
+        """Chance on the evaluation set that is really scored (`batches`, at `length`). The default is the
+        expectation `chance(length)`; a task whose chance predictor is a fixed output (adding: the constant
+        1) scores that predictor on the set itself, since a finite set's figure differs from the
+        expectation by its sampling noise."""
+        return self.chance(length)
+
+    def summary(self, by_length: dict[int, dict[str, float]]) -> dict[str, float]:
+        """The row's headline metrics from the final evaluation at every length: by default those at the
+        training length (the Chomsky-hierarchy tasks score the mean over the evaluation lengths instead)."""
+        return by_length[self.train_length]
+
     def solved(self, metrics: dict[str, float], threshold: float) -> bool:
         """Whether evaluation metrics at the training length count as solving the task (stops a run)."""
         return metrics["accuracy"] >= threshold

@@ -41,6 +41,19 @@ def test_mean_std_and_confidence_interval_by_hand():
     assert r["accuracy_std"] == pytest.approx(0.2)
     assert r["accuracy_ci95"] == pytest.approx(4.303 * 0.2 / math.sqrt(3))
     assert r["accuracy_at_50"] == pytest.approx(0.35)
+    assert r["accuracy_max_over_seeds"] == pytest.approx(0.9)  # a comparison column only, never the ranking
+
+
+def test_max_over_seeds_is_a_labelled_column_and_long_length_lists_are_thinned():
+    from seqbench.leaderboard import MAX_LENGTH_COLUMNS, board_table
+
+    many = rows("lstm", [0.5, 0.7])
+    for r in many:
+        r["accuracy_by_length"] = json.dumps({str(n): r["accuracy"] for n in range(40, 501)})
+    table = board_table(aggregate(pd.DataFrame(many)))
+    assert "max over seeds*" in table.columns and "max over seeds" in table.notes
+    assert sum(c.startswith("@") for c in table.columns) == MAX_LENGTH_COLUMNS
+    assert "@40" in table.columns and "@500" in table.columns
 
 
 def test_failed_runs_are_counted_not_averaged():

@@ -283,3 +283,12 @@ def test_the_serial_executor_yields_an_outcome_per_run(tmp_path):
     assert [type(o) for _, o in pairs] == [Outcome, Outcome] and all(o.ok for _, o in pairs)
     assert [k for k, _ in events] == ["start", "done", "start", "done"]
     assert {o.run_id for _, o in pairs} == set(read_runs(tmp_path)["run_id"])
+
+
+def test_a_task_pattern_is_a_group(tmp_path):
+    """`--task 'chomsky/*'` runs the whole suite as one sweep."""
+    spec = sw.make_spec({"tasks": ["chomsky/*"], "models": ["lstm"], "results": str(tmp_path)})
+    configs = sw.expand(spec)
+    assert len(configs) == 15 and all(c.task.startswith("chomsky/") for c in configs)
+    with pytest.raises(sw.OptionsError, match="No task matches"):
+        sw.expand(sw.make_spec({"tasks": ["nothing/*"], "models": ["lstm"], "results": str(tmp_path)}))

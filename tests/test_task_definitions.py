@@ -64,7 +64,7 @@ def test_copy_memory_memoryless_baseline(T):
 
 
 def test_associative_recall_answer_is_the_item_after_the_query():
-    task = seqbench.load_task("associative_recall")
+    task = seqbench.load_task("associative_recall", variant="seqbench")
     n, k = 5, 3
     b = task.sample(32, n, gen(3))
     episode = b.inputs[:, : n * (k + 1)].view(32, n, k + 1, 8)
@@ -87,7 +87,7 @@ def test_priority_sort_outputs_the_highest_priorities_in_order():
 
 
 def test_repeat_copy_repeats_then_ends():
-    task = seqbench.load_task("repeat_copy")
+    task = seqbench.load_task("repeat_copy", variant="seqbench")
     b = task.sample(4, 3, gen(5))
     R = round(b.inputs[0, 3, 9].item() * 10)
     assert b.steps == 3 + 1 + 3 * R + 1
@@ -96,7 +96,7 @@ def test_repeat_copy_repeats_then_ends():
 
 
 def test_mqar_queries_ask_for_their_own_values():
-    task = seqbench.load_task("mqar", vocab=64, seq_len=32, eval_lengths=(8,))
+    task = seqbench.load_task("mqar", variant="seqbench", vocab=64, seq_len=32, eval_lengths=(8,))
     b = task.sample(16, 6, gen(6))
     for row in range(16):
         pairs = dict(zip(b.inputs[row, 0:12:2].tolist(), b.inputs[row, 1:12:2].tolist(), strict=True))
@@ -113,7 +113,7 @@ def test_mqar_refuses_more_keys_than_the_vocabulary_holds():
 
 
 def test_selective_copy_and_induction_heads_targets():
-    sc = seqbench.load_task("selective_copy", length=40)
+    sc = seqbench.load_task("selective_copy", length=40, variant="seqbench")
     b = sc.sample(8, 40, gen(7))
     for row in range(8):
         data = b.inputs[row, :40][b.inputs[row, :40] != sc.noise]
@@ -205,3 +205,18 @@ def test_adding_is_solved_by_mse_below_one_hundredth():
     assert old.solved({"accuracy": 0.995, "mse": 1.0}, 0.99) and not old.solved(
         {"accuracy": 0.9, "mse": 0.0}, 0.99
     )
+
+
+def test_adding_chance_is_the_constant_predictor_on_the_scored_set():
+    """The plateau's 0.179 is the constant 1 on the `quick` preset's fixed 256 sequences at T = 100, not 1/6."""
+    from seqbench.runner import Evaluator
+
+    task = seqbench.load_task("adding")
+    sets = Evaluator(task, 256, torch.device("cpu")).sets[100]
+    chance = task.chance_on(100, sets)
+    y = torch.cat([b.targets[b.mask].squeeze(-1) for b in sets])
+    assert chance["mse"] == pytest.approx(((y - 1) ** 2).mean().item(), rel=1e-6)
+    assert chance["mse"] == pytest.approx(0.1793, abs=5e-4)
+    assert task.chance(100)["mse"] == pytest.approx(1 / 6)  # the expectation, which a larger set approaches
+    big = Evaluator(task, 4096, torch.device("cpu")).sets[100]
+    assert task.chance_on(100, big)["mse"] == pytest.approx(1 / 6, abs=0.01)

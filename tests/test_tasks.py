@@ -17,8 +17,9 @@ def gen(seed: int = 0) -> torch.Generator:
 
 @pytest.mark.parametrize("name", TASKS.names())
 def test_contract(name):
-    """Every registered task passes the checks a plugin author calls (seqbench.testing.check_task)."""
-    check_task(seqbench.load_task(name))
+    """Every registered task passes the checks a plugin author calls (seqbench.testing.check_task), built
+    with the small test configuration it declares (`test_options`), if any."""
+    check_task(seqbench.load_task(name, **getattr(TASKS.get(name), "test_options", {})))
 
 
 # -- copy: the format of Graves et al. 2014 §4.1 -------------------------------------------------------------
