@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
@@ -37,3 +38,75 @@ def set_forget_bias(module: nn.LSTM | nn.LSTMCell, value: float = 1.0) -> None:
         for sfx in suffixes:
             getattr(module, f"bias_ih{sfx}")[H : 2 * H].fill_(value)
             getattr(module, f"bias_hh{sfx}")[H : 2 * H].zero_()
+
+
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex type with `dtype`'s precision (states of the complex diagonal recurrences)."""
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def g(v: torch.Tensor) -> torch.Tensor:
+    """minGRU/minLSTM's positive candidate activation (Feng et al. 2024): v + ½ for v ≥ 0, σ(v) below."""
+    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+
+
+def log_g(v: torch.Tensor) -> torch.Tensor:
+    """log g(v), computed stably: log(v + ½) for v ≥ 0, -softplus(-v) below."""
+    return torch.where(v >= 0, (F.relu(v) + 0.5).log(), -F.softplus(-v))
+
+
+def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t for positive a and b, in log space along dim 1 (Heinsen 2023, "Efficient
+    parallelization of a ubiquitous sequential computation"; the scan of Feng et al. 2024):
+
+        h_t = exp(a*_t + logcumsumexp_{s≤t}(log b_s - a*_s)) + exp(a*_t) ⊙ h_0,   a*_t = Σ_{s≤t} log a_s.
+
+    The previous state h_0 enters linearly (not through its logarithm, as in the paper's listing), so it
+    may be zero or of any sign and its gradient stays finite. log_a, log_b (B, T, ...), h0 (B, ...) or None.
+    Returns h (B, T, ...)."""
+    a_star = log_a.cumsum(1)
+    h = torch.exp(a_star + (log_b - a_star).logcumsumexp(1))
+    return h if h0 is None else h + torch.exp(a_star) * h0.unsqueeze(1)
+
+
+class _DiagonalScan(torch.autograd.Function):
+    """h_t = a_t ⊙ h_{t-1} + b_t, time-major (T, B, ...), one fused multiply-add per step in each direction
+    and no autograd graph per step. Backward (real tensors): G_t = dh_t + a_{t+1} ⊙ G_{t+1},
+    da_t = G_t ⊙ h_{t-1}, db_t = G_t, dh_0 = a_0 ⊙ G_0."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        h = torch.empty_like(b)
+        prev = h0
+        for a_t, b_t, h_t in zip(a.unbind(0), b.unbind(0), h.unbind(0), strict=True):
+            torch.addcmul(b_t, a_t, prev, out=h_t)
+            prev = h_t
+        ctx.save_for_backward(a, h, h0)
+        return h
+
+    @staticmethod
+    def backward(ctx: Any, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, h, h0 = ctx.saved_tensors
+        dh = dh.contiguous()
+        G = torch.empty_like(dh)
+        nxt = torch.zeros_like(h0)
+        a_next = [*a.unbind(0)[1:], torch.zeros_like(h0)]
+        for t in range(dh.shape[0] - 1, -1, -1):
+            nxt = torch.addcmul(dh[t], a_next[t], nxt, out=G[t])
+        h_prev = torch.cat([h0.unsqueeze(0), h[:-1]], 0)
+        return G * h_prev, G, a[0] * G[0]
+
+
+def diagonal_scan(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, time_major: bool = False
+) -> torch.Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t along dim 1 of (B, T, ...) real tensors (dim 0 of (T, B, ...) with
+    `time_major`, which saves two copies), from h0 (B, ...) or zeros. A scan with a hand-written backward
+    (see _DiagonalScan): linear in T in time and memory, no per-step graph."""
+    if h0 is None:
+        h0 = b.new_zeros(b.shape[1:]) if time_major else b.new_zeros(b.shape[0], *b.shape[2:])
+    a, b = torch.broadcast_tensors(a, b)
+    if time_major:
+        return _DiagonalScan.apply(a.contiguous(), b.contiguous(), h0.contiguous())
+    h = _DiagonalScan.apply(a.transpose(0, 1).contiguous(), b.transpose(0, 1).contiguous(), h0.contiguous())
+    return h.transpose(0, 1)

@@ -1,0 +1,177 @@
+"""The mixer models of the block backbone: each parallel form equals its recurrent form (the specification)
+in float64, outputs and every gradient, from a zero state and from a carried-over one; `state_size` is the
+number of floats the recurrent form really carries."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import seqbench
+from seqbench.models.backbone import MixerModel, count_floats
+from seqbench.registry import MODELS
+
+IN, H, B, T = 3, 8, 2, 11
+TOL = 1e-10
+
+
+def mixer_models() -> list[str]:
+    names = []
+    for name in MODELS.names():
+        cls = MODELS.get(name)
+        if isinstance(cls, type) and issubclass(cls, MixerModel):
+            names.append(name)
+    return names
+
+
+def recurrent_models() -> list[str]:
+    return [n for n in mixer_models() if seqbench.load_model(n, IN, H).recurrent]
+
+
+# Each option set changes a code path: the short convolution on and off, an inner width, one layer.
+VARIANTS = [{}, {"short_conv": 3, "expand": 2}, {"short_conv": 0, "num_layers": 1}]
+# Chunked forms: chunks shorter than the test sequences, so the passing-on between chunks is exercised
+# (the defaults are longer than T: one padded chunk).
+CHUNKED = {"mamba": {"chunk": 4}, "mamba2": {"chunk": 4}}
+
+
+def build(name: str, **options) -> MixerModel:
+    torch.manual_seed(0)
+    if options:
+        options = CHUNKED.get(name, {}) | options
+    return seqbench.load_model(name, IN, H, **options).double()
+
+
+def stepped(model: MixerModel, x: torch.Tensor, state) -> tuple[torch.Tensor, tuple]:
+    hs = []
+    for x_t in x.unbind(1):
+        h_t, state = model.step(x_t, state)
+        hs.append(h_t)
+    return torch.stack(hs, 1), state
+
+
+def real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def grads(outputs, weights, inputs) -> list[torch.Tensor]:
+    loss = sum((real(o) * w).sum() for o, w in zip(outputs, weights, strict=True))
+    return list(torch.autograd.grad(loss, inputs, allow_unused=False))
+
+
+def assert_close(a, b, what):
+    assert a.shape == b.shape, f"{what}: shapes {tuple(a.shape)} and {tuple(b.shape)}"
+    err = (a - b).abs().max().item() if a.numel() else 0.0
+    assert err <= TOL, f"{what}: differ by {err:.2e}"
+
+
+def test_the_mixer_models_are_registered():
+    assert {"mingru", "minlstm", "hgrn", "lru", "s4d", "mamba", "mamba2"} <= set(recurrent_models())
+
+
+@pytest.mark.parametrize("options", VARIANTS, ids=["default", "conv3-expand2", "noconv-1layer"])
+@pytest.mark.parametrize("name", recurrent_models())
+def test_parallel_form_equals_recurrent_form(name, options):
+    """From a zero state: outputs, the input's gradient and every parameter's gradient."""
+    model = build(name, **options)
+    x = torch.randn(B, T, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(B, T, H, dtype=torch.double)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = model(x)
+    slow, _ = stepped(model, x, model.initial_state(B, "cpu", torch.double))
+    assert_close(fast, slow, f"{name} outputs")
+    for i, (a, b) in enumerate(
+        zip(grads([fast], [w], [x, *params]), grads([slow], [w], [x, *params]), strict=True)
+    ):
+        assert_close(a, b, f"{name} gradient {i} ({'x' if i == 0 else 'parameter'})")
+
+
+@pytest.mark.parametrize("name", recurrent_models())
+def test_scan_from_a_carried_over_state(name):
+    """The parallel form continued from the state a prefix left equals stepping on from it: outputs, final
+    state, and the gradients of the inputs, the parameters and the carried-over state."""
+    model = build(name, short_conv=3)
+    with torch.no_grad():
+        _, state = stepped(
+            model, torch.randn(B, 5, IN, dtype=torch.double), model.initial_state(B, "cpu", torch.double)
+        )
+    state = tuple(s.clone().requires_grad_() for s in state)
+    x = torch.randn(B, T, IN, dtype=torch.double, requires_grad=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast, fast_state = model.scan(x, state)
+    slow, slow_state = stepped(model, x, state)
+    assert_close(fast, slow, f"{name} outputs")
+    for i, (a, b) in enumerate(zip(fast_state, slow_state, strict=True)):
+        assert_close(a, b, f"{name} final state {i}")
+    w = [torch.randn_like(real(o)) for o in (fast, *fast_state)]
+    inputs = [x, *state, *params]
+    for i, (a, b) in enumerate(
+        zip(grads([fast, *fast_state], w, inputs), grads([slow, *slow_state], w, inputs), strict=True)
+    ):
+        assert_close(a, b, f"{name} gradient {i}")
+
+
+@pytest.mark.parametrize("options", VARIANTS[:2], ids=["default", "conv3-expand2"])
+@pytest.mark.parametrize("name", recurrent_models())
+def test_state_size_counts_the_state_the_recurrent_form_carries(name, options):
+    model = build(name, **options)
+    state = model.initial_state(B, "cpu", torch.double)
+    _, state = stepped(model, torch.randn(B, 4, IN, dtype=torch.double), state)
+    assert all(s.shape[0] == B for s in state)
+    assert model.state_size == count_floats(state) > 0
+
+
+@pytest.mark.parametrize("name", mixer_models())
+def test_short_conv_is_an_option_and_zero_switches_it_off(name):
+    with_conv, without = build(name, short_conv=4), build(name, short_conv=0)
+    assert all(b.conv is not None and b.conv.k == 4 for b in with_conv.blocks)
+    assert all(b.conv is None for b in without.blocks)
+    n = sum(p.numel() for p in with_conv.parameters()) - sum(p.numel() for p in without.parameters())
+    assert n == 4 * H * len(with_conv.blocks)
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_diagonal_scan_matches_its_loop_and_gradcheck(time_major):
+    from seqbench.models.common import diagonal_scan
+
+    torch.manual_seed(0)
+    shape = (5, 2, 3) if time_major else (2, 5, 3)
+    a = torch.rand(shape, dtype=torch.double, requires_grad=True)
+    b = torch.randn(shape, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    h, ref = h0, []
+    for t in range(5):
+        at, bt = (a[t], b[t]) if time_major else (a[:, t], b[:, t])
+        h = at * h + bt
+        ref.append(h)
+    expected = torch.stack(ref, 0 if time_major else 1)
+    assert_close(diagonal_scan(a, b, h0, time_major=time_major), expected, "diagonal_scan")
+    assert torch.autograd.gradcheck(
+        lambda a, b, h0: diagonal_scan(a, b, h0, time_major=time_major), (a, b, h0)
+    )
+
+
+@pytest.mark.parametrize("name", recurrent_models())
+def test_scan_in_pieces_equals_one_forward(name):
+    """Streaming / truncated BPTT: the sequence in two pieces, the state carried between them."""
+    model = build(name, short_conv=3)
+    x = torch.randn(B, T, IN, dtype=torch.double)
+    first, state = model.scan(x[:, :4], model.initial_state(B, "cpu", torch.double))
+    second, _ = model.scan(x[:, 4:], state)
+    assert_close(torch.cat([first, second], 1), model(x), f"{name} in two pieces")
+
+
+def test_mamba_recomputed_chunks_equal_the_recurrent_form(monkeypatch):
+    """Large chunks are recomputed in the backward pass (activation checkpointing): force it here."""
+    from seqbench.models import mamba
+
+    monkeypatch.setattr(mamba, "_RECOMPUTE_ABOVE", 0)
+    model = build("mamba", chunk=4)
+    x = torch.randn(B, T, IN, dtype=torch.double, requires_grad=True)
+    w = torch.randn(B, T, H, dtype=torch.double)
+    params = [x, *model.parameters()]
+    fast = model(x)
+    slow, _ = stepped(model, x, model.initial_state(B, "cpu", torch.double))
+    assert_close(fast, slow, "mamba outputs")
+    for i, (a, b) in enumerate(zip(grads([fast], [w], params), grads([slow], [w], params), strict=True)):
+        assert_close(a, b, f"mamba gradient {i}")
