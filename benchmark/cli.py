@@ -50,6 +50,19 @@ def option_flags(f: Callable) -> Callable:
     )(f)
 
 
+def trainer_flags(f: Callable) -> Callable:
+    """--trainer, --trainer-opt KEY=VALUE (repeatable) and --stream N (seqbench.trainers, seqbench.streaming)."""
+    f = click.option(
+        "--stream",
+        type=int,
+        help="Train and evaluate on an unending stream, N episodes per batch, state never reset.",
+    )(f)
+    f = click.option(
+        "--trainer-opt", "trainer_opts", multiple=True, metavar="KEY=VALUE", help="Trainer option (k1=10)."
+    )(f)
+    return click.option("--trainer", help="bptt (default), tbptt, rtrl or uoro.")(f)
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False)
 )
@@ -108,6 +121,7 @@ def main() -> None:
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @option_flags
+@trainer_flags
 @results_option
 def run(
     task: str,
@@ -136,6 +150,7 @@ def run(
             preset=preset,
             device=device,
             params=train.pop("params_target"),
+            trainer_options=parse_key_values(train.pop("trainer_opts"), "--trainer-opt") or None,
             **train,
         )
         steps = config.train.steps
@@ -235,6 +250,7 @@ def _parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
 @click.option("--device", help="auto, cpu or cuda (Dask on GPUs: one run per GPU).")
 @click.option("--rerun", is_flag=True, help="Run configurations that are already stored, too.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), help="Store.  [default: results]")
+@trainer_flags
 def sweep(
     config_file: str | None,
     tasks: tuple[str, ...],
@@ -245,6 +261,9 @@ def sweep(
     model_opts: tuple[str, ...],
     steps: int | None,
     results_dir: str | None,
+    trainer: str | None,
+    trainer_opts: tuple[str, ...],
+    stream: int | None,
     **flags: Any,
 ) -> None:
     """Run the cross product of tasks, models, grid, sizes and seeds; skip what is already stored.
@@ -276,6 +295,13 @@ def sweep(
             }
         if steps is not None:
             values["train"] = {**values.get("train", {}), "steps": steps}
+        for key, value in (
+            ("trainer", trainer),
+            ("trainer_options", parse_key_values(trainer_opts, "--trainer-opt") or None),
+            ("stream", stream),
+        ):
+            if value is not None:
+                values["train"] = {**values.get("train", {}), key: value}
         if results_dir is not None:
             values["results"] = results_dir
         values.update({k: v for k, v in flags.items() if v not in (None, False)})

@@ -126,6 +126,16 @@ RUN_COLUMNS = [
     _c(
         "model_version", "int64", "the model class's `version` (null: stored before versions existed, i.e. 1)"
     ),
+    _c("chance_metrics", "string", "JSON: the chance predictor's metrics on the scored evaluation set"),
+    _c(
+        "trainer",
+        "string",
+        "how gradients were computed: bptt, tbptt, rtrl or uoro (seqbench.trainers)",
+        "bptt",
+    ),
+    _c("trainer_options", "string", 'JSON, complete: {"k1": 10, "k2": 20} for tbptt', "{}"),
+    _c("stream_episodes", "int64", "episodes per batch of an unending stream (--stream); 0: episodes", 0),
+    _c("updates", "int64", "optimiser updates (tbptt, rtrl and uoro make several per batch)", 0),
 ]
 
 CURVE_COLUMNS = [

@@ -75,12 +75,29 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
     # Added after the first release: left out of config_hash at their defaults (see ADDED_LATER).
     compile: bool = Field(False, description="torch.compile the model (opt-in: slower on the CPU here)")
+    trainer: str = Field("bptt", description="bptt, tbptt, rtrl or uoro (seqbench.trainers)")
+    trainer_options: dict[str, Any] = Field(
+        default_factory=dict, description="the trainer's options, complete (defaults filled in)"
+    )
+    stream: int = Field(0, ge=0, description="episodes per chunk of an unending stream; 0: episodes")
+
+    @pydantic.model_validator(mode="after")
+    def _complete_trainer_options(self) -> TrainConfig:
+        from seqbench.trainers import validate_trainer_options
+
+        self.trainer_options = validate_trainer_options(self.trainer, self.trainer_options)
+        return self
 
 
 #: Settings added after configurations were first stored, with their defaults, by their place in
 #: `RunConfig.model_dump()` ("train.compile"; a top-level field by its name): a setting at its default is
 #: left out of config_hash, so that stored runs keep their hash and sweeps still skip them.
-ADDED_LATER: dict[str, Any] = {"train.compile": False}
+ADDED_LATER: dict[str, Any] = {
+    "train.compile": False,
+    "train.trainer": "bptt",
+    "train.trainer_options": {},
+    "train.stream": 0,
+}
 
 #: Not part of the experiment: where and how fast it ran, and which seed.
 NOT_HASHED = ("seed", "device", "train.threads")
@@ -100,10 +117,16 @@ class RunConfig(BaseModel):
     params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
 
     def make_task(self) -> Any:
-        """The task this configuration trains on (its options as resolved, not checked again)."""
+        """The task this configuration trains on (its options as resolved, not checked again); with
+        `train.stream` its episodes back to back (seqbench.streaming)."""
         from seqbench.registry import TASKS
 
-        return TASKS.get(self.task)(**self.task_options)
+        task = TASKS.get(self.task)(**self.task_options)
+        if self.train.stream:
+            from seqbench.streaming import StreamingTask
+
+            task = StreamingTask(task, self.train.stream)
+        return task
 
     def options_changed(self) -> dict[str, Any]:
         """The task's and the model's options that differ from their defaults, in one mapping."""
@@ -257,7 +280,7 @@ def check_buildable(config: RunConfig) -> None:
     try:
         task = config.make_task()
         with torch.device("meta"):
-            build_network(task, config.model, config.train.hidden_size, config.model_options)
+            net = build_network(task, config.model, config.train.hidden_size, config.model_options)
     except OptionsError:
         raise
     except ValueError as exc:  # a constructor refusing a value it was given
@@ -265,7 +288,20 @@ def check_buildable(config: RunConfig) -> None:
             f"{config.task}/{config.model} cannot be built with these options: {exc}"
         ) from None
     except (RuntimeError, NotImplementedError):
-        pass
+        return
+    check_trainer(config, net)
+
+
+def check_trainer(config: RunConfig, net: Any) -> None:
+    """The trainer's configuration errors (OptionsError, exit 2), before anything is stored: its options,
+    the stateful protocol it or a stream needs (seqbench.stateful), RTRL's cost at this width."""
+    from seqbench.trainers import make_trainer
+
+    cfg = config.train
+    if cfg.trainer == "bptt" and not cfg.stream:
+        return  # every model can: the plain contract
+    trainer = make_trainer(cfg.trainer, cfg.trainer_options)
+    trainer.check(net, cfg.batch_size, config.model, cfg.hidden_size, stream=bool(cfg.stream))
 
 
 def legacy_config_hash(row: dict[str, Any]) -> str:

@@ -241,6 +241,7 @@ class RunState:
             self.data_time += time.perf_counter() - t0
             loss = training.step(batch)
             dt = time.perf_counter() - t0
+            self.row["updates"] = getattr(training.trainer, "updates", self.step + 1)
             self.step += 1
             self.samples += batch.batch_size
             self.tokens += batch.batch_size * batch.steps
@@ -331,6 +332,9 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "seed": config.seed,
         "preset": config.preset,
         "train_config": config.train.model_dump_json(),
+        "trainer": config.train.trainer,
+        "trainer_options": json.dumps(config.train.trainer_options, sort_keys=True, default=str),
+        "stream_episodes": config.train.stream,
         "hidden_size": config.train.hidden_size,
         "memory_kind": memory_kind(device),
         "chance_accuracy": chance.get("accuracy"),

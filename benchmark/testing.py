@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_model", "check_task"]
+__all__ = ["check_model", "check_stateful", "check_task"]
 
 
 def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options: Any) -> None:
@@ -66,6 +66,54 @@ def check_model(cls: type, input_size: int = 5, hidden_size: int = 8, **options:
     assert state is None or state + per_step > 0, (
         f"{cls.__name__}: state_size or state_per_step must be positive"
     )
+
+
+def check_stateful(
+    cls: type, input_size: int = 5, hidden_size: int = 8, length: int = 9, **options: Any
+) -> None:
+    """The stateful protocol (seqbench.stateful), in float64: `initial_state` batch first; running two halves
+    with the state carried equals running whole (outputs and final state, at every split point); a loop
+    over `step`, where the model has one, equals `forward`; a state carried in changes what comes out."""
+    from seqbench import stateful
+
+    torch.manual_seed(0)
+    model = cls(input_size, hidden_size, **options).double().eval()
+    name = cls.__name__
+    assert stateful.is_stateful(model), f"{name}: lacks {', '.join(stateful.missing(model, 'segments'))}"
+    B = 3
+    x = torch.randn(B, length, input_size, dtype=torch.float64)
+    s0 = stateful.initial(model, B, x)
+    assert isinstance(s0, tuple) and s0 and all(s.shape[0] == B for s in s0), (
+        f"{name}: initial_state must be a tuple of tensors, each batch first (B, ...)"
+    )
+    with torch.no_grad():
+        whole = model(x)
+        h, s_end = stateful.run_segment(model, x, s0)
+        assert torch.allclose(h, whole, atol=1e-10), f"{name}: forward_state from initial_state != forward"
+        for t in (1, length // 2, length - 1):
+            h1, s1 = stateful.run_segment(model, x[:, :t], stateful.initial(model, B, x))
+            h2, s2 = stateful.run_segment(model, x[:, t:], s1)
+            assert torch.allclose(torch.cat([h1, h2], 1), whole, atol=1e-10), (
+                f"{name}: two halves split at step {t} with the state carried != the whole"
+            )
+            assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(s2, s_end, strict=True)), (
+                f"{name}: the final state after two halves (split at {t}) != after the whole"
+            )
+        if callable(getattr(model, "step", None)):
+            state, outs = stateful.initial(model, B, x), []
+            for x_t in x.unbind(1):
+                h_t, state = model.step(x_t, state)
+                outs.append(h_t)
+            assert torch.allclose(torch.stack(outs, 1), whole, atol=1e-10), (
+                f"{name}: a loop over step != forward"
+            )
+            assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(state, s_end, strict=True)), (
+                f"{name}: the state after a loop over step != forward_state's"
+            )
+        h_other, _ = stateful.run_segment(model, x[:, length // 2 :], s1)
+        h_fresh, _ = stateful.run_segment(model, x[:, length // 2 :], stateful.initial(model, B, x))
+        if length // 2 > 0:
+            assert not torch.allclose(h_other, h_fresh), f"{name}: ignores the state it is given"
 
 
 def _generator(seed: int) -> torch.Generator:

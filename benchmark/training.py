@@ -57,10 +57,38 @@ class BPTT:
 TRAINERS: dict[str, type] = {"bptt": BPTT}
 
 
+class Trained:
+    """Any trainer of `seqbench.trainers` (tbptt, rtrl, uoro; bptt on a stream) behind the `step` seam: it
+    owns when the optimiser steps within a batch (`update`: clip, step, zero the gradients) and, on a
+    stream, carries the state from one batch to the next. `updates` counts the optimiser steps."""
+
+    def __init__(self, name: str, options: dict[str, Any], stream: bool) -> None:
+        from seqbench.trainers import make_trainer
+
+        self.inner, self.stream = make_trainer(name, options), stream
+        self.name = name
+
+    @property
+    def updates(self) -> int:
+        return self.inner.updates
+
+    def step(self, training: Training, batch: Any) -> torch.Tensor:
+        def update() -> None:
+            clip_gradients(training.params, training.config)
+            training.optimizer.step()
+            training.optimizer.zero_grad(set_to_none=True)
+
+        training.optimizer.zero_grad(set_to_none=True)
+        loss = self.inner.train_batch(training.net, batch, training.task.loss, update, self.stream)
+        return torch.tensor(loss)
+
+
 def trainer_for(config: TrainConfig) -> Trainer:
-    """The trainer a configuration asks for. Today every configuration trains by full BPTT; a `trainer`
-    setting (with `trainer_options`) selects among TRAINERS once configurations carry one."""
-    return TRAINERS["bptt"]()
+    """The trainer a configuration asks for: full BPTT on episodes (the built-in step above), or one of
+    `seqbench.trainers` (`trainer`, `trainer_options`, on a stream with `stream`)."""
+    if config.trainer == "bptt" and not config.stream:
+        return TRAINERS["bptt"]()
+    return Trained(config.trainer, config.trainer_options, bool(config.stream))
 
 
 def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:

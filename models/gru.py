@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqbench.models.common import RecurrentInit, init_recurrent
+from seqbench.models.common import FusedRecurrentState, RecurrentInit, init_recurrent
 
 
-class GRU(nn.Module):
+class GRU(FusedRecurrentState, nn.Module):
+    fused_attr = "gru"  # the stateful protocol (initial_state, forward_state, step) on this module
+
     def __init__(
         self,
         input_size: int,

@@ -11,8 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqbench.models.common import FusedRecurrentState
 
-class IRNN(nn.Module):
+
+class IRNN(FusedRecurrentState, nn.Module):
+    fused_attr = "rnn"  # the stateful protocol (initial_state, forward_state, step) on this module
+
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, input_std: float = 0.001
     ) -> None:

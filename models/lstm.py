@@ -12,10 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqbench.models.common import RecurrentInit, init_recurrent, set_forget_bias
+from seqbench.models.common import FusedRecurrentState, RecurrentInit, init_recurrent, set_forget_bias
 
 
-class LSTM(nn.Module):
+class LSTM(FusedRecurrentState, nn.Module):
+    fused_attr = "lstm"  # the stateful protocol (initial_state, forward_state, step) on this module
+
     def __init__(
         self,
         input_size: int,
