@@ -126,7 +126,6 @@ RUN_COLUMNS = [
     _c(
         "model_version", "int64", "the model class's `version` (null: stored before versions existed, i.e. 1)"
     ),
-    _c("chance_metrics", "string", "JSON: the chance predictor's metrics on the scored evaluation set"),
     _c(
         "trainer",
         "string",
