@@ -104,8 +104,12 @@ RUN_COLUMNS = [
     _c("peak_memory_bytes", "int64", "peak memory of the run (see memory_kind)"),
     _c("memory_kind", "string", "cuda: max_memory_allocated; cpu: growth of the peak resident set"),
     # quality
-    _c("accuracy", "float64", "primary accuracy at the training length, final model"),
-    _c("loss", "float64", "loss at the training length, final model"),
+    _c(
+        "accuracy",
+        "float64",
+        "primary accuracy at the training length, or the task's own summary (the Chomsky suite's mean over its evaluation lengths, Zoology's over its test configurations), final model",
+    ),
+    _c("loss", "float64", "loss at the training length (or in the task's summary), final model"),
     _c("metrics", "string", "JSON: the task's own metrics at the training length"),
     _c("accuracy_by_length", "string", 'JSON: accuracy at each evaluation length, {"10": 1.0, ...}'),
     _c("chance_accuracy", "float64", "accuracy of guessing, at the training length"),
@@ -117,11 +121,11 @@ RUN_COLUMNS = [
     # added after the first release of the schema (older files read back with nulls here)
     _c("target_params", "int64", "the parameter count the width was sized to (--params), if any"),
     _c("state_per_step", "int64", "floats a growing state (attention history) adds per step; 0 if fixed"),
+    _c("chance_metrics", "string", "JSON: the chance predictor's metrics on the scored evaluation set"),
     _c("task_version", "int64", "the task class's `version` (null: stored before versions existed, i.e. 1)"),
     _c(
         "model_version", "int64", "the model class's `version` (null: stored before versions existed, i.e. 1)"
     ),
-    _c("chance_metrics", "string", "JSON: the chance predictor's metrics on the scored evaluation set"),
     _c(
         "trainer",
         "string",

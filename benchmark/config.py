@@ -293,7 +293,9 @@ def check_buildable(config: RunConfig) -> None:
     except OptionsError:
         raise
     except ValueError as exc:  # a constructor refusing a value it was given
-        raise OptionsError(f"{config.task}/{config.model} cannot be built: {exc}") from None
+        raise OptionsError(
+            f"{config.task}/{config.model} cannot be built with these options: {exc}"
+        ) from None
     except (RuntimeError, NotImplementedError):
         return
     check_trainer(config, net)
