@@ -46,7 +46,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def missing(core: nn.Module, need: str) -> list[str]:
-    """The protocol methods `core` lacks for `need` ('segments' or 'steps')."""
+    """The protocol methods `core` lacks for `need` ('segments' or 'steps'). A model whose class has the
+    methods but says `recurrent = False` (a backbone model whose mixer has no recurrent form: attention,
+    Hyena) lacks them all."""
+    if getattr(core, "recurrent", True) is False:
+        return list(NEEDS[need])
     names = [n for n in NEEDS[need] if not callable(getattr(core, n, None))]
     if need == "segments" and names == ["forward_state"] and callable(getattr(core, "step", None)):
         return []  # a loop over `step` runs segments
