@@ -127,20 +127,32 @@ def rtrl(
             acc += torch.einsum("bn,bnp->p", h_leaf.grad, D[:, :n])
             pending, count, total = pending + k, count + k, total + loss.item()
             if online and update is not None:
-                _apply(params, net.read_out, acc, pending)
-                update()
-                acc.zero_()
-                pending, updates = 0, updates + 1
+                updates += flush(params, net.read_out, acc, pending, update)
+                pending = 0
     if pending:
-        _apply(params, net.read_out, acc, pending)
-        if update is not None:
-            update()
-            updates += 1
+        updates += flush(params, net.read_out, acc, pending, update)
     return (
         (total / count if count else float("nan")),
         (stateful.unflatten(s.detach(), like), M.detach()),
         updates,
     )
+
+
+def flush(
+    params: list[nn.Parameter],
+    read_out: nn.Module,
+    acc: torch.Tensor,
+    pending: float,
+    update: Callable[[], None] | None,
+) -> int:
+    """Write the mean of the `pending` accumulated gradients into `.grad` and, given an optimiser `update`,
+    take the step and clear `acc`. Returns the updates made (0 or 1). Shared by RTRL and UORO."""
+    _apply(params, read_out, acc, pending)
+    if update is None:
+        return 0
+    update()
+    acc.zero_()
+    return 1
 
 
 def _apply(params: list[nn.Parameter], read_out: nn.Module, acc: torch.Tensor, count: float) -> None:

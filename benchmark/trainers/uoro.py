@@ -26,7 +26,7 @@ from torch.func import functional_call, jvp, vjp, vmap
 from seqbench import stateful
 from seqbench.stateful import State
 from seqbench.tasks.base import Batch
-from seqbench.trainers.rtrl import Stepper, _apply, row_function
+from seqbench.trainers.rtrl import Stepper, flush, row_function
 from seqbench.trainers.segments import LossFn, Update, slice_batch
 
 EPS = 1e-7
@@ -99,14 +99,9 @@ def uoro(
         u, theta = rho0 * Jsu + rho1 * nu, theta / rho0 + nu_theta / rho1
         s = y[:, n:]
         if k and online and update is not None:
-            _apply(params, net.read_out, acc, pending)
-            update()
-            acc.zero_()
-            pending, updates = 0, updates + 1
+            updates += flush(params, net.read_out, acc, pending, update)
+            pending = 0
     if pending:
-        _apply(params, net.read_out, acc, pending)
-        if update is not None:
-            update()
-            updates += 1
+        updates += flush(params, net.read_out, acc, pending, update)
     carry = (stateful.unflatten(s.detach(), like), u.detach(), theta.detach())
     return (total / count if count else float("nan")), carry, updates
