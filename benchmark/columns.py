@@ -135,6 +135,12 @@ RUN_COLUMNS = [
     _c("trainer_options", "string", 'JSON, complete: {"k1": 10, "k2": 20} for tbptt', "{}"),
     _c("stream_episodes", "int64", "episodes per batch of an unending stream (--stream); 0: episodes", 0),
     _c("updates", "int64", "optimiser updates (tbptt, rtrl and uoro make several per batch)", 0),
+    _c(
+        "val_accuracy",
+        "float64",
+        "primary accuracy on the validation set (its own seed, never the test set's) at the training length, final model",
+    ),
+    _c("val_loss", "float64", "loss on the validation set at the training length, final model"),
 ]
 
 CURVE_COLUMNS = [
@@ -142,7 +148,7 @@ CURVE_COLUMNS = [
     _c("step", "int64", "optimiser step"),
     _c("samples_seen", "int64", "training sequences so far"),
     _c("train_time_s", "float64", "training time so far"),
-    _c("split", "string", "train (running mean since the last point) or eval"),
+    _c("split", "string", "train (running mean since the last point), eval (the test set) or val (the validation set)"),
     _c("length", "int64", "evaluation length; null for train"),
     _c("metric", "string", "metric name"),
     _c("value", "float64", "its value"),

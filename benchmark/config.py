@@ -80,6 +80,11 @@ class TrainConfig(BaseModel):
         default_factory=dict, description="the trainer's options, complete (defaults filled in)"
     )
     stream: int = Field(0, ge=0, description="episodes per chunk of an unending stream; 0: episodes")
+    monitor: Literal["test", "validation"] = Field(
+        "test",
+        description="the set the evaluations during training read (curve, solve, early stop); validation: "
+        "its own seed, so that the test set decides nothing",
+    )
 
     @pydantic.model_validator(mode="after")
     def _complete_trainer_options(self) -> TrainConfig:
@@ -97,6 +102,7 @@ ADDED_LATER: dict[str, Any] = {
     "train.trainer": "bptt",
     "train.trainer_options": {},
     "train.stream": 0,
+    "train.monitor": "test",
 }
 
 #: Not part of the experiment: where and how fast it ran, and which seed.

@@ -39,6 +39,9 @@ from seqbench.training import Training, count_parameters, sync
 #: Evaluation sets depend on the task and the length only, never on the run's seed: every model and
 #: every seed is judged on the same sequences.
 EVAL_SEED = 2_147_483_629
+#: The validation set's seed, apart from the test set's (EVAL_SEED) and from any run's training seed: what a
+#: study chooses its learning rate on (`val_accuracy`), and what `train.monitor = "validation"` watches.
+VAL_SEED = 1_000_000_007
 
 
 @dataclass
@@ -67,13 +70,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Evaluator:
-    """Fixed evaluation sets, one per evaluation length, generated once per run from EVAL_SEED."""
+    """Fixed evaluation sets, one per evaluation length, generated once per run from EVAL_SEED (the test
+    sets), or from another seed at other lengths (the validation set: VAL_SEED, the training length)."""
 
-    def __init__(self, task: Any, size: int, device: torch.device, chunk: int = 256) -> None:
+    def __init__(
+        self,
+        task: Any,
+        size: int,
+        device: torch.device,
+        chunk: int = 256,
+        seed: int = EVAL_SEED,
+        lengths: list[int] | None = None,
+    ) -> None:
         self.task = task
         self.sets = {}
-        for length in task.eval_lengths:
-            gen = torch.Generator(device=device).manual_seed(EVAL_SEED + length)
+        for length in lengths or task.eval_lengths:
+            gen = torch.Generator(device=device).manual_seed(seed + length)
             self.sets[length] = [
                 task.sample(min(chunk, size - start), length, gen) for start in range(0, size, chunk)
             ]
@@ -170,6 +182,8 @@ class RunState:
     last_eval: dict[int, dict[str, float]] = field(default_factory=dict)
     curve: list[dict[str, Any]] = field(default_factory=list)
     recorded: set[tuple[int, int]] = field(default_factory=set)  # (step, length) already in the curve
+    recorded_val: set[tuple[int, int]] = field(default_factory=set)  # the same, on the validation set
+    last_val: dict[str, float] = field(default_factory=dict)
 
     def execute(self) -> BaseException | None:
         """Train and evaluate, then fill the row. Failures are stored as the row's status; a
@@ -231,6 +245,10 @@ class RunState:
         )
         gen = torch.Generator(device=device).manual_seed(self.config.seed)
         evaluator = Evaluator(task, cfg.eval_size, device)
+        validation = Evaluator(task, cfg.eval_size, device, seed=VAL_SEED, lengths=[task.train_length])
+        # What the evaluations during training (learning curve, solve, early stop) read: the test set, or with
+        # `monitor = "validation"` the validation set, so that nothing chosen during training saw the test set.
+        watched, split = (validation, "val") if cfg.monitor == "validation" else (evaluator, "eval")
         chance_on = getattr(task, "chance_on", None)  # plugin tasks may not derive from Task
         if chance_on is not None:
             chance = chance_on(task.train_length, evaluator.sets[task.train_length])
@@ -271,29 +289,58 @@ class RunState:
             if evaluated:
                 self.curve.append(self._point("train", None, "loss", loss_sum / loss_n))
                 loss_sum, loss_n = 0.0, 0
-                if self.step < cfg.steps:  # the last step gets the full evaluation below
-                    progress.accuracy = self.evaluate(training.net, evaluator, [task.train_length])
+                if self.step < cfg.steps or split == "val":  # the last step gets the full evaluation below
+                    progress.accuracy = self.evaluate(training.net, watched, [task.train_length], split)
             if self.on_progress:
                 self.on_progress(progress, evaluated)
             if self.row["solved"]:
                 break
-        self.evaluate(training.net, evaluator, None)  # the final figures: the final model at every length
+        # The final figures: the final model at every length of the test set, and on the validation set.
+        self.evaluate(training.net, evaluator, None, "eval", judge=split == "eval")
+        self.validate(training.net, validation, split == "val")
 
-    def evaluate(self, net: torch.nn.Module, evaluator: Evaluator, lengths: list[int] | None) -> float:
-        """Evaluate at `lengths` (None: every evaluation length), add the curve points, note a solve;
-        the accuracy at the training length. During training only the training length is evaluated
-        (solving and the learning curve need nothing more; every length costs about ten times as much,
-        which the loop's overhead budget of 5% does not allow); every evaluation length at the end."""
-        t0 = time.perf_counter()
-        self.last_eval, self.infer_time, self.infer_tokens = evaluator(net, self.device, lengths)
-        for length, metrics in self.last_eval.items():
-            if (self.step, length) in self.recorded:  # the final evaluation right after one at this step
-                continue
-            self.recorded.add((self.step, length))
+    def validate(self, net: torch.nn.Module, validation: Evaluator, watched: bool) -> None:
+        """The final model on the validation set: `val_accuracy` and `val_loss` (what a study picks its
+        learning rate on); in the learning curve too, unless the last evaluation during training did it."""
+        if watched and (self.step, self.task.train_length) in self.recorded_val:
+            metrics = self.last_val
+        else:
+            t0 = time.perf_counter()
+            results, _, _ = validation(net, self.device, [self.task.train_length])
+            metrics = results[self.task.train_length]
+            self.eval_time += time.perf_counter() - t0
             for metric, value in metrics.items():
-                self.curve.append(self._point("eval", length, metric, value))
-        main = self.last_eval[self.task.train_length]
-        if not self.row["solved"] and self.task.solved(main, self.config.train.solve_threshold):
+                self.curve.append(self._point("val", self.task.train_length, metric, value))
+        self.row.update(val_accuracy=metrics.get("accuracy"), val_loss=metrics.get("loss"))
+
+    def evaluate(
+        self,
+        net: torch.nn.Module,
+        evaluator: Evaluator,
+        lengths: list[int] | None,
+        split: str = "eval",
+        judge: bool = True,
+    ) -> float:
+        """Evaluate at `lengths` (None: every evaluation length), add the curve points (`split`: eval for
+        the test set, val for the validation set), note a solve (unless not `judge`); the accuracy at the
+        training length. During training only the training length is evaluated (solving and the learning
+        curve need nothing more; every length costs about ten times as much, which the loop's overhead
+        budget of 5% does not allow); every evaluation length at the end."""
+        t0 = time.perf_counter()
+        results, infer_time, infer_tokens = evaluator(net, self.device, lengths)
+        if split == "eval":
+            self.last_eval, self.infer_time, self.infer_tokens = results, infer_time, infer_tokens
+        else:
+            self.last_val = results[self.task.train_length]
+        recorded = self.recorded if split == "eval" else self.recorded_val
+        for length, metrics in results.items():
+            if (self.step, length) in recorded:  # the final evaluation right after one at this step
+                continue
+            recorded.add((self.step, length))
+            for metric, value in metrics.items():
+                self.curve.append(self._point(split, length, metric, value))
+        main = results[self.task.train_length]
+        if judge and not self.row["solved"] and self.task.solved(main, self.config.train.solve_threshold):
             self.row.update(
                 solved=True,
                 steps_to_solve=self.step,

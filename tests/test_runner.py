@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from seqbench.config import RunConfig, build_train_config
+import seqbench
+from seqbench.config import RunConfig, build_train_config, make_run_config
 from seqbench.errors import OptionsError, UnknownNameError
 from seqbench.registry import MODELS, TASKS
 from seqbench.runner import run
@@ -53,7 +54,51 @@ def test_smoke_run_stores_a_complete_row(tmp_path):
     assert {"bit_errors", "bit_accuracy", "cost_bits"} <= set(json.loads(r["metrics"]))
     assert set(row) == set(RUN_SCHEMA.names)
     curve = read_curves(tmp_path)
-    assert set(curve["step"]) == {3, 6} and set(curve["split"]) == {"train", "eval"}
+    assert set(curve["step"]) == {3, 6} and set(curve["split"]) == {"train", "eval", "val"}
+    # The validation set: its own sequences, at the training length, at the end only (monitor = test)
+    val = curve[curve["split"] == "val"]
+    assert set(val["step"]) == {6} and set(val["length"]) == {20}
+    assert 0 <= r["val_accuracy"] <= 1 and r["val_loss"] > 0
+
+
+def test_validation_set_is_not_the_test_set():
+    import torch
+
+    from seqbench.runner import EVAL_SEED, VAL_SEED, Evaluator
+
+    task = seqbench.load_task("copy", max_length=5)
+    test = Evaluator(task, 8, torch.device("cpu"), seed=EVAL_SEED, lengths=[5]).sets[5][0]
+    val = Evaluator(task, 8, torch.device("cpu"), seed=VAL_SEED, lengths=[5]).sets[5][0]
+    assert not torch.equal(test.inputs, val.inputs)
+    again = Evaluator(task, 8, torch.device("cpu"), seed=VAL_SEED, lengths=[5]).sets[5][0]
+    assert torch.equal(val.inputs, again.inputs)  # fixed: every model and seed sees the same set
+
+
+def test_monitor_validation_keeps_the_test_set_out_of_training(tmp_path):
+    """With monitor = validation the evaluations during training (and the solve that stops a run) read the
+    validation set; the test set is evaluated once, at the end, and decides nothing."""
+    config = make_run_config(
+        "copy",
+        "lstm",
+        preset="smoke",
+        steps=6,
+        eval_every=2,
+        task_options={"max_length": 5},
+        monitor="validation",
+    )
+    row = run(config, tmp_path)
+    curve = read_curves(tmp_path)
+    test = curve[curve["split"] == "eval"]
+    val = curve[(curve["split"] == "val") & (curve["metric"] == "accuracy")]
+    assert set(test["step"]) == {row["steps"]}  # only the final evaluation
+    assert sorted(val["step"]) == [2, 4, 6]
+    assert row["val_accuracy"] == val[val["step"] == 6]["value"].iloc[0]
+    assert (
+        config.config_hash()
+        != make_run_config(
+            "copy", "lstm", preset="smoke", steps=6, eval_every=2, task_options={"max_length": 5}
+        ).config_hash()
+    )
 
 
 def test_row_names_the_loop_implementation_that_ran(tmp_path, monkeypatch):
