@@ -148,7 +148,11 @@ CURVE_COLUMNS = [
     _c("step", "int64", "optimiser step"),
     _c("samples_seen", "int64", "training sequences so far"),
     _c("train_time_s", "float64", "training time so far"),
-    _c("split", "string", "train (running mean since the last point), eval (the test set) or val (the validation set)"),
+    _c(
+        "split",
+        "string",
+        "train (running mean since the last point), eval (the test set) or val (the validation set)",
+    ),
     _c("length", "int64", "evaluation length; null for train"),
     _c("metric", "string", "metric name"),
     _c("value", "float64", "its value"),
