@@ -719,5 +719,9 @@ def _writable_dir(folder: Path) -> bool:
     return True
 
 
+from seqbench.cli_study import study  # noqa: E402  (its own module: cli.py is long enough)
+
+main.add_command(study)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,116 @@
+"""`seqbench study`: a study's waves of runs until every model has its memory horizon on every task
+(seqbench.study), resumable; `--status` prints where it stands without running anything."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from seqbench.errors import SeqbenchError
+from seqbench.executors import EXECUTORS
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The study file (.yaml or .toml): models, ladders, learning rates, seeds, budget.",
+)
+@click.option("--quick", is_flag=True, help="Run the study's quick variant (its `quick:` section).")
+@click.option("--status", is_flag=True, help="Only print where the study stands (nothing runs).")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), help="Where runs execute.  [default: dask]")
+@click.option("--jobs", type=int, help="Dask: workers of the local cluster.  [default: 2]")
+@click.option(
+    "--results", "results_dir", type=click.Path(file_okay=False), help="Store (default: the file's)."
+)
+def study(
+    config_file: str,
+    quick: bool,
+    status: bool,
+    executor: str | None,
+    jobs: int | None,
+    results_dir: str | None,
+) -> None:
+    """Climb every task's ladder with every model: the learning rate chosen on the validation set at the
+    easiest rung, then every seed rung by rung until the first rung not solved. Stored runs are reused, so
+    an interrupted study resumes and the quick variant's runs count towards the whole study."""
+    from seqbench.cli import _console, _fail, _sigterm_interrupts
+    from seqbench.progress import SweepProgress
+    from seqbench.store import read_runs
+    from seqbench.study import Study, load_study, progress_line, write_definition
+    from seqbench.sweep import executor_for, make_spec
+
+    console = _console()
+    try:
+        spec = load_study(config_file, quick=quick, results=results_dir, executor=executor, jobs=jobs)
+        the_study = Study(spec)
+        if status:
+            _print_horizons(console, spec, the_study.pairs(read_runs(spec.results)))
+            return
+        write_definition(spec)
+        sweep_spec = make_spec(
+            {"tasks": ["copy"], "models": ["lstm"], "executor": spec.executor, "jobs": spec.jobs}
+        )
+        runner = executor_for(sweep_spec)
+    except SeqbenchError as exc:
+        _fail(exc)
+    started = time.perf_counter()
+    failed = 0
+    bar: dict[str, Any] = {}
+
+    def on_wave(wave: int, todo: int, pairs: list[Any]) -> None:
+        if bar.get("progress") is not None:
+            bar["progress"].__exit__(None, None, None)
+            bar["progress"] = None
+        elapsed = time.perf_counter() - started
+        if todo:
+            click.echo(
+                f"study {spec.name}: wave {wave + 1}, {todo} runs ({runner.describe()}); "
+                f"{progress_line(pairs)}; {elapsed / 60:.1f} min so far"
+            )
+            bar["progress"] = SweepProgress(todo, grid=("lr",)).__enter__()
+        else:
+            click.echo(f"study {spec.name}: {progress_line(pairs)} in {elapsed / 60:.1f} min")
+            _print_horizons(console, spec, pairs)
+
+    def on_event(kind: str, config: Any, outcome: Any) -> None:
+        bar["progress"].event(kind, config, outcome)
+
+    with _sigterm_interrupts():
+        try:
+            for _, outcome in the_study.waves(runner, on_event, on_wave):
+                failed += outcome.status not in ("ok", "diverged", "oom")
+        except SeqbenchError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo(
+                "Interrupted: stored runs are kept; run the same command again to resume the study.", err=True
+            )
+            sys.exit(130)
+        finally:
+            if bar.get("progress") is not None:
+                bar["progress"].__exit__(None, None, None)
+    if failed:
+        click.echo(
+            f"{failed} runs failed (stored with their error; the next invocation retries them).", err=True
+        )
+        sys.exit(min(failed, 125))
+
+
+def _print_horizons(console: Any, spec: Any, pairs: list[Any]) -> None:
+    from seqbench.study import horizon_table
+    from seqbench.tables import Table, to_rich
+
+    columns, cells = horizon_table(spec, pairs)
+    notes = (
+        "horizon: the hardest rung solved (mean over seeds of the ladder's criterion), with the seeds that "
+        "solved it; 0: not even the easiest rung; …: still climbing."
+    )
+    console.print(
+        to_rich(Table(f"study {spec.name}: memory horizons", columns, cells, notes), width=console.width)
+    )

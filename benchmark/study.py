@@ -1,0 +1,539 @@
+"""Studies: how long each model remembers. Every task climbs a ladder of difficulty, every model climbs it
+from the easiest rung, and its memory horizon is the hardest rung it solves.
+
+    seqbench study --config results/reference/study.yaml              # the whole study, resumable
+    seqbench study --config results/reference/study.yaml --quick      # its quick variant
+
+The protocol, per (task, model), each decision read off the stored rows (so an interrupted study resumes
+where it stopped, and a larger one reuses every run a smaller one made):
+
+1. **Learning rate.** One run per rate of the grid (`lrs`, at least 3) on the easiest rung, seed 0. The rate
+   with the best accuracy on the *validation* set (`val_accuracy`: its own seed, never the test set's) is
+   chosen; within 0.01 of the best, the one that solved in fewer steps, then the lower validation loss. Every
+   run of a study monitors the validation set (`train.monitor = "validation"`): the evaluations during
+   training, the solve and the early stop never read the test set.
+2. **Climb.** At the chosen rate, every seed on the easiest rung, then the next rung, and so on. A rung is
+   solved when the mean over seeds of its criterion (test accuracy >= `threshold` by default; the adding
+   problem's literature criterion, MSE < 0.01, with `metric: mse`, `below: true`) holds. The first rung not
+   solved ends the climb: the model's **horizon** is the last rung solved (0 when none), and the harder rungs
+   are not run (their outcome is known well enough, and the budget goes where models still learn).
+
+Runs go in waves: every (task, model) that can move on contributes its next runs, the wave runs on the
+study's executor (Dask with 2 workers by default), and the decisions are read again. The study's
+definition is written beside its runs (`studies/<name>.json`) for `seqbench report` and `seqbench
+leaderboard --study`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seqbench.config import RunConfig, make_run_config
+from seqbench.errors import OptionsError, SeqbenchError
+from seqbench.executors import Executor, Outcome, get_executor
+from seqbench.leaderboard import t95
+
+STUDIES = "studies"  # <results>/studies/<name>.json: the definitions of the studies stored there
+#: Statuses that are a run's result (a diverged run learned nothing, and that is its outcome); an `error`
+#: or `interrupted` row is retried, once per invocation.
+FINAL = ("ok", "diverged", "oom")
+RUNG = "{rung}"  # in a ladder's options: replaced by the rung's value
+
+
+class Ladder(BaseModel):
+    """One task's ladder: the option that sets how far back the model must remember, and its rungs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    knob: str = Field(description="the task option each rung sets")
+    rungs: list[Any] = Field(min_length=1, description="easiest first")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description='fixed task options; "{rung}" in a value is the rung'
+    )
+    train: dict[str, Any] = Field(default_factory=dict, description="this task's training settings")
+    metric: str = "accuracy"  # the task's metric that decides a rung
+    threshold: float = 0.9
+    below: bool = False  # solved when the metric is below the threshold (an error, such as mse)
+
+    def task_options(self, rung: Any) -> dict[str, Any]:
+        def fill(value: Any) -> Any:
+            if value == RUNG:
+                return rung
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            return value
+
+        return {**{k: fill(v) for k, v in self.options.items()}, self.knob: rung}
+
+    def solves(self, value: float) -> bool:
+        if value != value:  # NaN: not solved
+            return False
+        return value < self.threshold if self.below else value >= self.threshold
+
+
+class StudySpec(BaseModel):
+    """A study: models x ladders, one parameter budget, a learning-rate grid, seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    models: list[str] = Field(min_length=1)
+    tasks: dict[str, Ladder] = Field(min_length=1)
+    seeds: int = Field(3, ge=1)
+    lrs: list[float] = Field(min_length=3, description="the learning-rate grid, chosen on the easiest rung")
+    params: int = Field(ge=1, description="every model sized to this many parameters")
+    preset: str = "quick"
+    train: dict[str, Any] = Field(default_factory=dict)
+    model_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per model")
+    executor: str = "dask"
+    jobs: int | None = Field(2, ge=1)
+    threads: int | None = Field(1, ge=1)
+    results: str = "results"
+    quick: dict[str, Any] = Field(
+        default_factory=dict, description="what --quick changes (models, tasks, seeds, ...)"
+    )
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, name: str) -> str:
+        get_executor(name)
+        return name
+
+    @field_validator("lrs")
+    @classmethod
+    def _distinct(cls, lrs: list[float]) -> list[float]:
+        if len(set(lrs)) != len(lrs) or min(lrs) <= 0:
+            raise ValueError("learning rates must be positive and distinct")
+        return sorted(lrs)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> StudySpec:
+        from seqbench.registry import MODELS, TASKS
+
+        for name in self.models:
+            MODELS.get(name)  # an UnknownNameError with suggestions
+        for name in self.tasks:
+            TASKS.get(name)
+        unknown = set(self.model_options) - set(self.models)
+        if unknown:
+            raise ValueError(f"model_options for models not in the study: {', '.join(sorted(unknown))}")
+        return self
+
+
+def load_study(path: str | Path, quick: bool = False, **overrides: Any) -> StudySpec:
+    """A study file (YAML or TOML); with `quick`, its `quick:` section applied (a subset that shares its
+    runs with the whole study); `overrides` (results, executor, jobs) last."""
+    from seqbench.sweep import load_spec_file
+
+    values = load_spec_file(path)
+    if quick:
+        changes = dict(values.get("quick") or {})
+        if not changes:
+            raise OptionsError(
+                f"{path}: --quick needs a `quick:` section saying what the quick variant runs."
+            )
+        tasks = changes.pop("tasks", None)
+        if tasks is not None:  # a list of task names, or ladders (merged into the full ones)
+            full = values["tasks"]
+            if isinstance(tasks, list):
+                tasks = {t: {} for t in tasks}
+            values["tasks"] = {t: {**full[t], **(ladder or {})} for t, ladder in tasks.items()}
+        values = {**values, **changes, "name": values["name"] + "-quick"}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return StudySpec(**values)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {'unknown setting' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors()
+        )
+        raise OptionsError(f"Invalid study {path}: {problems}.") from None
+    except KeyError as exc:
+        raise OptionsError(
+            f"{path}: the quick variant names task {exc} that the study does not have."
+        ) from None
+
+
+# The state of a study, read off the stored rows
+
+
+@dataclass
+class Rung:
+    """One rung of one (task, model) at the chosen rate: its seeds' rows and what they decide."""
+
+    value: Any
+    rows: list[dict[str, Any]]
+    seeds: int  # how many the study asks for
+    criterion: Ladder
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) >= self.seeds
+
+    def scores(self, metric: str | None = None) -> list[float]:
+        metric = metric or self.criterion.metric
+        return [_metric(r, metric) for r in self.rows]
+
+    @property
+    def accuracy(self) -> float:
+        values = self.scores("accuracy")
+        return sum(values) / len(values) if values else float("nan")
+
+    @property
+    def accuracy_ci95(self) -> float:
+        values = self.scores("accuracy")
+        n = len(values)
+        if n < 2:
+            return float("nan")
+        mean = sum(values) / n
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        return t95(n - 1) * sd / math.sqrt(n)
+
+    @property
+    def score(self) -> float:
+        values = self.scores()
+        return sum(values) / len(values) if values else float("nan")
+
+    @property
+    def solved(self) -> bool:
+        return self.complete and self.criterion.solves(self.score)
+
+    @property
+    def seeds_solved(self) -> int:
+        """Seeds whose own score meets the criterion."""
+        return sum(self.criterion.solves(v) for v in self.scores())
+
+
+@dataclass
+class Pair:
+    """One (task, model) of a study: its learning-rate runs, its rungs so far, and what it needs next."""
+
+    task: str
+    model: str
+    ladder: Ladder
+    lr_rows: dict[float, dict[str, Any] | None] = field(default_factory=dict)
+    lr: float | None = None
+    rungs: list[Rung] = field(default_factory=list)
+    next: list[RunConfig] = field(default_factory=list)
+    params: int | None = None
+    state_size: int | None = None
+    error: str | None = None  # the model cannot run this task (its configuration was refused)
+
+    @property
+    def done(self) -> bool:
+        return not self.next
+
+    @property
+    def horizon(self) -> Any:
+        """The last rung solved; 0 when none is (None while the easiest rung is undecided)."""
+        if not self.rungs:
+            return None
+        best = 0
+        for rung in self.rungs:
+            if not rung.complete:
+                return best if best else None
+            if not rung.solved:
+                return best
+            best = rung.value
+        return best
+
+    @property
+    def finished(self) -> bool:
+        """The climb is over: a rung failed, or the ladder's top was solved (or the model cannot run it)."""
+        if self.error:
+            return True
+        if not self.rungs or not self.rungs[-1].complete:
+            return False
+        return not self.rungs[-1].solved or len(self.rungs) == len(self.ladder.rungs)
+
+
+def _metric(row: dict[str, Any], metric: str) -> float:
+    """A row's figure: its primary accuracy, or one of its task's metrics; a run that did not finish
+    (diverged, out of memory) scores what it stored, and NaN where it stored nothing."""
+    if metric == "accuracy":
+        value = row.get("accuracy")
+    elif metric == "loss":
+        value = row.get("loss")
+    else:
+        value = json.loads(row.get("metrics") or "{}").get(metric)
+    if value is None or value != value:
+        if row.get("status") in ("diverged", "oom") and metric == "accuracy":
+            return 0.0  # it learned nothing it could be scored on
+        return float("nan")
+    return float(value)
+
+
+class Study:
+    """A study bound to its store: configurations, the state read off the stored rows, and the waves."""
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self._configs: dict[tuple[Any, ...], RunConfig] = {}
+
+    # configurations
+
+    def config(self, task: str, model: str, rung: Any, lr: float, seed: int) -> RunConfig:
+        key = (task, model, json.dumps(rung), lr)
+        base = self._configs.get(key)
+        if base is None:
+            ladder = self.spec.tasks[task]
+            train = {**self.spec.train, **ladder.train, "lr": lr, "monitor": "validation"}
+            if self.spec.threads is not None:
+                train["threads"] = self.spec.threads
+            base = _sized_config(
+                task,
+                model,
+                json.dumps(ladder.task_options(rung), sort_keys=True),
+                json.dumps(self.spec.model_options.get(model, {}), sort_keys=True),
+                self.spec.params,
+                self.spec.preset,
+                json.dumps(train, sort_keys=True),
+            )
+            self._configs[key] = base
+        return base.model_copy(update={"seed": seed})
+
+    # state
+
+    def pairs(self, runs: pd.DataFrame, attempted: set[tuple[str, int]] | None = None) -> list[Pair]:
+        """Every (task, model) with what it has and what it needs next. `attempted`: (config_hash, seed)
+        already tried in this invocation; one that stored no final row is not asked for again (it failed
+        twice: it is left for the next invocation, and the climb waits)."""
+        stored = _final_rows(runs)
+        attempted = attempted or set()
+        out = []
+        for task, ladder in self.spec.tasks.items():
+            for model in self.spec.models:
+                out.append(self._pair(task, model, ladder, stored, attempted))
+        return out
+
+    def _pair(
+        self,
+        task: str,
+        model: str,
+        ladder: Ladder,
+        stored: dict[tuple[str, int], dict[str, Any]],
+        attempted: set[tuple[str, int]],
+    ) -> Pair:
+        pair = Pair(task, model, ladder)
+        missing: list[RunConfig] = []
+
+        def lookup(config: RunConfig) -> dict[str, Any] | None:
+            key = (config.config_hash(), config.seed)
+            row = stored.get(key)
+            if row is None and key not in attempted:
+                missing.append(config)
+            return row
+
+        easiest = ladder.rungs[0]
+        try:
+            for lr in self.spec.lrs:
+                pair.lr_rows[lr] = lookup(self.config(task, model, easiest, lr, 0))
+        except OptionsError as exc:  # this model cannot take this task: said in the table, the rest goes on
+            pair.error, pair.lr_rows = str(exc), {}
+            return pair
+        known = [r for r in pair.lr_rows.values() if r is not None]
+        if known:
+            pair.params, pair.state_size = _int(known[0].get("params")), _int(known[0].get("state_size"))
+        if missing or any(r is None for r in pair.lr_rows.values()):
+            pair.next = missing
+            return pair
+        pair.lr = choose_lr(pair.lr_rows)
+        for value in ladder.rungs:
+            rows = []
+            for seed in range(self.spec.seeds):
+                row = lookup(self.config(task, model, value, pair.lr, seed))
+                if row is not None:
+                    rows.append(row)
+            rung = Rung(value, rows, self.spec.seeds, ladder)
+            pair.rungs.append(rung)
+            if not rung.complete or not rung.solved:
+                break
+        pair.next = missing
+        return pair
+
+    # running
+
+    def waves(
+        self,
+        executor: Executor,
+        on_event: Callable[[str, RunConfig, Outcome | None], None],
+        on_wave: Callable[[int, int, list[Pair]], None] | None = None,
+    ) -> Iterator[tuple[RunConfig, Outcome]]:
+        """Run wave after wave until every (task, model) has its horizon; yields each finished run."""
+        from seqbench.store import read_runs
+
+        write_definition(self.spec)
+        attempted: set[tuple[str, int]] = set()
+        wave = 0
+        while True:
+            pairs = self.pairs(read_runs(self.spec.results), attempted)
+            todo = [c for p in pairs for c in p.next]
+            if on_wave is not None:
+                on_wave(wave, len(todo), pairs)
+            if not todo:
+                return
+            wave += 1
+            attempted.update((c.config_hash(), c.seed) for c in todo)
+            yield from executor.run(order_by_cost(todo, self.spec.results), self.spec.results, on_event)
+
+
+@lru_cache(maxsize=4096)
+def _sized_config(
+    task: str, model: str, task_options: str, model_options: str, params: int, preset: str, train: str
+) -> RunConfig:
+    """One configuration sized to the budget (the width search is the slow part: cached)."""
+    try:
+        return make_run_config(
+            task,
+            model,
+            task_options=json.loads(task_options),
+            model_options=json.loads(model_options),
+            preset=preset,
+            params=params,
+            **json.loads(train),
+        )
+    except SeqbenchError as exc:
+        raise OptionsError(f"study: {task}/{model} with {task_options}: {exc}") from None
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or value != value else int(value)
+
+
+def _final_rows(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, Any]]:
+    """(config_hash, seed) -> the latest stored row whose status is a result."""
+    if runs.empty:
+        return {}
+    df = runs[runs["status"].isin(FINAL)]
+    if "kind" in df:
+        df = df[df["kind"].fillna("run") == "run"]
+    df = df.sort_values("run_id")
+    return {(r["config_hash"], int(r["seed"])): r for r in df.to_dict("records")}
+
+
+def choose_lr(rows: dict[float, dict[str, Any] | None]) -> float:
+    """The rate with the best validation accuracy; within 0.01 of the best, the one that solved in fewer
+    steps, then the lower validation loss, then the smaller rate. Never the test set."""
+
+    def val(row: dict[str, Any] | None, key: str, missing: float) -> float:
+        v = None if row is None else row.get(key)
+        return missing if v is None or v != v else float(v)
+
+    best = max(val(r, "val_accuracy", -1.0) for r in rows.values())
+    near = [lr for lr, r in rows.items() if val(r, "val_accuracy", -1.0) >= best - 0.01]
+    return min(
+        near,
+        key=lambda lr: (
+            val(rows[lr], "steps_to_solve", math.inf) if rows[lr] and rows[lr].get("solved") else math.inf,
+            val(rows[lr], "val_loss", math.inf),
+            lr,
+        ),
+    )
+
+
+def order_by_cost(configs: list[RunConfig], results: str) -> list[RunConfig]:
+    """The slowest runs first (by the train time stored for the same task and model; unknown ones first),
+    so that a wave's last minutes are not one long run on one worker while the other waits."""
+    from seqbench.store import read_runs
+
+    runs = read_runs(results)
+    cost: dict[tuple[str, str], float] = {}
+    if not runs.empty:
+        cost = runs.groupby(["task", "model"])["wall_time_s"].mean().to_dict()
+    return sorted(configs, key=lambda c: -cost.get((c.task, c.model), math.inf))
+
+
+def write_definition(spec: StudySpec) -> Path:
+    """`<results>/studies/<name>.json`: the study's definition beside its runs."""
+    from seqbench.store import write_atomic
+
+    path = Path(spec.results) / STUDIES / f"{spec.name}.json"
+    text = spec.model_dump_json(indent=2) + "\n"
+    if not path.exists() or path.read_text() != text:
+        write_atomic(path, lambda fh: fh.write(text.encode()))
+    return path
+
+
+def stored_studies(results: str | Path) -> list[StudySpec]:
+    """The studies whose definitions are stored under `results` (each bound to that directory)."""
+    folder = Path(results) / STUDIES
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            spec = StudySpec.model_validate_json(path.read_text())
+        except (pydantic.ValidationError, SeqbenchError) as exc:
+            raise OptionsError(f"{path}: not a study definition this seqbench can read: {exc}") from None
+        out.append(spec.model_copy(update={"results": str(results)}))
+    return out
+
+
+# Tables
+
+
+def horizon_table(spec: StudySpec, pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
+    """Models x tasks: each cell the horizon (the knob's value at the last rung solved) with the seeds that
+    solved that rung; `…` while the climb goes on, `-` where the easiest rung was not solved."""
+    by = {(p.task, p.model): p for p in pairs}
+    columns = ["model", "params", "state", *[f"{t} ({spec.tasks[t].knob})" for t in spec.tasks]]
+    cells = []
+    for model in spec.models:
+        first = next((by[(t, model)] for t in spec.tasks if by[(t, model)].params), None)
+        row = [
+            model,
+            _fmt_int(first.params if first else None),
+            _fmt_int(first.state_size if first else None),
+        ]
+        for task in spec.tasks:
+            row.append(horizon_cell(by[(task, model)]))
+        cells.append(row)
+    return columns, cells
+
+
+def horizon_cell(pair: Pair) -> str:
+    if pair.error:
+        return "n/a"
+    horizon = pair.horizon
+    if horizon is None:
+        return "…"
+    solved = [r for r in pair.rungs if r.complete and r.solved]
+    if not solved:
+        tried = pair.rungs[0] if pair.rungs else None
+        seeds = f" ({tried.seeds_solved}/{len(tried.rows)})" if tried and tried.rows else ""
+        return f"0{seeds}"
+    last = solved[-1]
+    top = "" if pair.finished else " …"
+    return f"{horizon} ({last.seeds_solved}/{len(last.rows)}){top}"
+
+
+def _fmt_int(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def progress_line(pairs: list[Pair]) -> str:
+    done = sum(p.finished for p in pairs)
+    return f"{done}/{len(pairs)} (task, model) climbs finished"
+
+
+def wall_time(runs: pd.DataFrame, spec: StudySpec) -> float:
+    """Seconds of run wall time the study's rows took (summed over runs; divide by the workers for the
+    elapsed time)."""
+    study = Study(spec)
+    keys = set()
+    for p in study.pairs(runs):
+        keys.update((r["run_id"]) for r in p.lr_rows.values() if r)
+        for rung in p.rungs:
+            keys.update(r["run_id"] for r in rung.rows)
+    if runs.empty:
+        return 0.0
+    return float(runs[runs["run_id"].isin(keys)]["wall_time_s"].sum())
