@@ -434,6 +434,11 @@ def _ls_plugins() -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also write the leaderboard to this Parquet file."
 )
+@click.option(
+    "--study",
+    "study_name",
+    help="A study stored here (`seqbench study`): its horizons, models x tasks, instead of the runs.",
+)
 @results_option
 def leaderboard(
     task: str | None,
@@ -442,16 +447,25 @@ def leaderboard(
     fmt: str,
     threshold: float,
     out: str | None,
+    study_name: str | None,
     results_dir: str,
 ) -> None:
     """Per task and model (and size), aggregated over seeds: accuracy mean, sd, 95% CI, memory horizon,
-    steps and time to solve, speed, memory and size."""
+    steps and time to solve, speed, memory and size. With --study, a study's horizon table."""
     from seqbench.leaderboard import aggregate, board_table, sort_board
     from seqbench.registry import MODELS, TASKS
     from seqbench.store import read_runs
     from seqbench.tables import to_markdown, to_rich
 
     runs = read_runs(results_dir)
+    if study_name:
+        from seqbench.cli_study import print_study
+
+        try:
+            print_study(_console(), results_dir, study_name, runs, fmt)
+        except SeqbenchError as exc:
+            _fail(exc)
+        return
     try:
         for registry, name, column in ((TASKS, task, "task"), (MODELS, model, "model")):
             if name and name not in set(runs[column]) and name not in registry:

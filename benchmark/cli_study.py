@@ -102,15 +102,44 @@ def study(
         sys.exit(min(failed, 125))
 
 
-def _print_horizons(console: Any, spec: Any, pairs: list[Any]) -> None:
+NOTES = (
+    "horizon: the hardest rung solved (mean over seeds of the ladder's criterion), with the seeds that "
+    "solved it on their own; 0: not even the easiest rung; …: still climbing; n/a: the model cannot take "
+    "the task."
+)
+
+
+def _print_horizons(console: Any, spec: Any, pairs: list[Any], fmt: str = "table") -> None:
+    import json
+
     from seqbench.study import horizon_table
-    from seqbench.tables import Table, to_rich
+    from seqbench.tables import Table, to_markdown, to_rich
 
     columns, cells = horizon_table(spec, pairs)
-    notes = (
-        "horizon: the hardest rung solved (mean over seeds of the ladder's criterion), with the seeds that "
-        "solved it; 0: not even the easiest rung; …: still climbing."
-    )
-    console.print(
-        to_rich(Table(f"study {spec.name}: memory horizons", columns, cells, notes), width=console.width)
-    )
+    table = Table(f"study {spec.name}: memory horizons", columns, cells, NOTES)
+    if fmt == "markdown":
+        click.echo(to_markdown(table), nl=False)
+    elif fmt in ("csv", "json"):
+        import pandas as pd
+
+        frame = pd.DataFrame(cells, columns=columns)
+        click.echo(
+            frame.to_csv(index=False) if fmt == "csv" else json.dumps(frame.to_dict("records"), indent=2)
+        )
+    else:
+        console.print(to_rich(table, width=console.width))
+
+
+def print_study(console: Any, results_dir: str, name: str, runs: Any, fmt: str) -> None:
+    """`seqbench leaderboard --study NAME`: a stored study's horizon table."""
+    from seqbench.errors import OptionsError, suggest
+    from seqbench.study import Study, stored_studies
+
+    studies = {s.name: s for s in stored_studies(results_dir)}
+    if name not in studies:
+        known = ", ".join(studies) or "none"
+        raise OptionsError(
+            f"No study {name!r} stored under {results_dir}/.{suggest(name, studies)} Stored: {known}."
+        )
+    spec = studies[name]
+    _print_horizons(console, spec, Study(spec).pairs(runs), fmt)

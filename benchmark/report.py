@@ -265,6 +265,8 @@ def _colour(i: int) -> str:
 
 def render_svg(fig: Figure) -> str:
     """The figure as an inline <svg> element (matplotlib, text drawn as paths: no fonts to fetch)."""
+    if hasattr(fig, "render_svg"):  # a figure that draws itself (report_study.Heatmap)
+        return fig.render_svg()
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -302,6 +304,8 @@ def render_svg(fig: Figure) -> str:
 
 def render_plotly(fig: Figure, div_id: str) -> str:
     """The figure as a plotly <div> and the script that draws it (the bundle is inlined once per file)."""
+    if hasattr(fig, "render_svg"):  # a heatmap stays SVG in the interactive report too
+        return fig.render_svg()
     traces: list[dict[str, Any]] = []
     for line in fig.lines:
         colour = _colour(line.group)
@@ -426,7 +430,9 @@ def collect(results_dir: str | Path, tasks: list[str] | None = None) -> list[Sec
         raise FileNotFoundError(f"No runs stored under {results_dir}/" + (f" for {tasks}" if tasks else ""))
     curves = read_curves(results_dir)
     board = aggregate(runs)
-    sections = []
+    from seqbench.report_study import study_sections
+
+    sections = [] if tasks else study_sections(str(results_dir), runs)  # a study's heatmap comes first
     for task in sorted(runs["task"].unique()):
         sec = Section(task)
         rows = board[board["task"] == task]

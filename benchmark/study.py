@@ -469,7 +469,12 @@ def stored_studies(results: str | Path) -> list[StudySpec]:
     """The studies whose definitions are stored under `results` (each bound to that directory)."""
     folder = Path(results) / STUDIES
     out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    paths = (
+        sorted(folder.glob("*.json"), key=lambda p: (p.stem.endswith("-quick"), p.stem))
+        if folder.is_dir()
+        else []
+    )
+    for path in paths:  # a study before its quick variant
         try:
             spec = StudySpec.model_validate_json(path.read_text())
         except (pydantic.ValidationError, SeqbenchError) as exc:
@@ -525,15 +530,19 @@ def progress_line(pairs: list[Pair]) -> str:
     return f"{done}/{len(pairs)} (task, model) climbs finished"
 
 
-def wall_time(runs: pd.DataFrame, spec: StudySpec) -> float:
-    """Seconds of run wall time the study's rows took (summed over runs; divide by the workers for the
-    elapsed time)."""
-    study = Study(spec)
-    keys = set()
-    for p in study.pairs(runs):
-        keys.update((r["run_id"]) for r in p.lr_rows.values() if r)
+def run_ids(pairs: list[Pair]) -> set[str]:
+    """The run_ids of every row a study's decisions read."""
+    ids: set[str] = set()
+    for p in pairs:
+        ids.update(r["run_id"] for r in p.lr_rows.values() if r)
         for rung in p.rungs:
-            keys.update(r["run_id"] for r in rung.rows)
+            ids.update(r["run_id"] for r in rung.rows)
+    return ids
+
+
+def wall_time(runs: pd.DataFrame, pairs: list[Pair]) -> float:
+    """Seconds of run wall time in a study's rows, summed over runs (divide by the workers for the
+    elapsed time)."""
     if runs.empty:
         return 0.0
-    return float(runs[runs["run_id"].isin(keys)]["wall_time_s"].sum())
+    return float(runs[runs["run_id"].isin(run_ids(pairs))]["wall_time_s"].sum())

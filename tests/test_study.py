@@ -1,0 +1,135 @@
+"""Studies (seqbench.study): the learning rate chosen on the validation set, the climb that stops at the
+first rung not solved, resuming, the quick variant's runs reused, and the report and leaderboard views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqbench.cli import main
+from seqbench.errors import OptionsError, SeqbenchError
+from seqbench.executors import EXECUTORS
+from seqbench.store import read_runs
+from seqbench.study import Ladder, Study, choose_lr, horizon_table, load_study, stored_studies
+
+SPEC = """
+name: tiny
+models: [lstm]
+seeds: 2
+lrs: [0.001, 0.003, 0.01]
+params: 2000
+preset: smoke
+executor: serial
+train: {{steps: 4, eval_every: 2}}
+results: {results}
+tasks:
+  copy:
+    knob: max_length
+    rungs: [1, 2]
+    options: {{eval_lengths: ["{{rung}}"]}}
+    threshold: {threshold}
+quick: {{seeds: 1}}
+"""
+
+
+def _study(tmp_path: Path, threshold: float, quick: bool = False) -> tuple[Study, Path]:
+    path = tmp_path / "study.yaml"
+    path.write_text(SPEC.format(results=tmp_path / "res", threshold=threshold))
+    return Study(load_study(path, quick=quick)), path
+
+
+def _run(study: Study) -> list:
+    executor = EXECUTORS["serial"](same_process=True)
+    return list(study.waves(executor, lambda *a: None))
+
+
+def test_lr_is_chosen_on_validation_never_on_test():
+    rows = {
+        1e-3: {"val_accuracy": 0.50, "accuracy": 0.99, "solved": False, "val_loss": 0.7},
+        3e-3: {"val_accuracy": 0.80, "accuracy": 0.10, "solved": False, "val_loss": 0.4},
+        1e-2: {"val_accuracy": 0.79, "accuracy": 0.10, "solved": False, "val_loss": 0.3},
+    }
+    # 0.79 is within 0.01 of the best: neither solved, so the lower validation loss decides
+    assert choose_lr(rows) == 1e-2
+    rows[1e-2]["val_accuracy"] = 0.60
+    assert choose_lr(rows) == 3e-3  # the test accuracy of 1e-3 (0.99) plays no part
+    solved = {
+        1e-3: {"val_accuracy": 1.0, "solved": True, "steps_to_solve": 900, "val_loss": 0.01},
+        3e-3: {"val_accuracy": 1.0, "solved": True, "steps_to_solve": 300, "val_loss": 0.02},
+        1e-2: None,  # not stored: never chosen
+    }
+    assert choose_lr(solved) == 3e-3  # both solved: the faster one
+
+
+def test_ladder_criteria():
+    acc = Ladder(knob="max_length", rungs=[1], threshold=0.9)
+    assert acc.solves(0.9) and not acc.solves(0.89) and not acc.solves(float("nan"))
+    mse = Ladder(knob="T", rungs=[10], metric="mse", threshold=0.01, below=True)
+    assert mse.solves(0.005) and not mse.solves(0.01)
+    opts = Ladder(knob="max_length", rungs=[4], options={"eval_lengths": ["{rung}"], "bits": 8})
+    assert opts.task_options(4) == {"eval_lengths": [4], "bits": 8, "max_length": 4}
+
+
+def test_climb_to_the_top_then_resume_runs_nothing(tmp_path):
+    study, _ = _study(tmp_path, threshold=0.0)  # every rung solved: the climb reaches the top
+    outcomes = _run(study)
+    # 3 learning rates at rung 1 (seed 0), then seed 1 at rung 1, then seeds 0 and 1 at rung 2
+    assert len(outcomes) == 3 + 1 + 2
+    runs = read_runs(tmp_path / "res")
+    assert (runs["train_config"].map(lambda s: json.loads(s)["monitor"]) == "validation").all()
+    assert runs["val_accuracy"].notna().all()
+    (pair,) = study.pairs(runs)
+    assert pair.finished and pair.horizon == 2 and pair.lr in (0.001, 0.003, 0.01)
+    assert [len(r.rows) for r in pair.rungs] == [2, 2]
+    assert _run(study) == []  # everything is stored: a second invocation runs nothing
+    columns, cells = horizon_table(study.spec, [pair])
+    assert columns[-1] == "copy (max_length)" and cells[0][-1] == "2 (2/2)"
+
+
+def test_climb_stops_at_the_first_rung_not_solved_and_quick_runs_are_reused(tmp_path):
+    quick, _ = _study(tmp_path, threshold=2.0, quick=True)  # never solved; quick: one seed
+    assert quick.spec.name == "tiny-quick" and quick.spec.seeds == 1
+    assert len(_run(quick)) == 3  # the three rates; their best at seed 0 is rung 1's only seed
+    full, _ = _study(tmp_path, threshold=2.0)
+    outcomes = _run(full)
+    assert len(outcomes) == 1  # seed 1 at rung 1, and no rung 2: the quick variant's runs count
+    (pair,) = full.pairs(read_runs(tmp_path / "res"))
+    assert pair.horizon == 0 and pair.finished and len(pair.rungs) == 1
+    assert {s.name for s in stored_studies(tmp_path / "res")} == {"tiny", "tiny-quick"}
+
+
+def test_report_opens_with_the_heatmap_and_leaderboard_shows_horizons(tmp_path):
+    study, _ = _study(tmp_path, threshold=0.0)
+    _run(study)
+    res = str(tmp_path / "res")
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", "--results", res, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = out.read_text()
+    first = doc.index("<h2>")
+    assert doc[first:].startswith("<h2>study tiny: memory horizons</h2>")
+    assert doc.index("<svg", first) < doc.index("<h2>", first + 1)  # the heatmap before anything else
+    result = CliRunner().invoke(
+        main, ["leaderboard", "--results", res, "--study", "tiny", "--format", "markdown"]
+    )
+    assert result.exit_code == 0 and "| lstm |" in result.output and "2 (2/2)" in result.output
+    result = CliRunner().invoke(main, ["leaderboard", "--results", res, "--study", "tiyn"])
+    assert result.exit_code == 2 and "Did you mean 'tiny'" in result.output
+
+
+def test_invalid_studies_are_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.format(results=tmp_path, threshold=0.5).replace("0.001, 0.003, 0.01", "0.001, 0.01"))
+    with pytest.raises(OptionsError, match="lrs"):
+        load_study(path)
+    path.write_text(SPEC.format(results=tmp_path, threshold=0.5).replace("[lstm]", "[lsmt]"))
+    with pytest.raises(SeqbenchError, match="lstm"):
+        load_study(path)
+    path.write_text(SPEC.format(results=tmp_path, threshold=0.5).replace("quick: {seeds: 1}", ""))
+    with pytest.raises(OptionsError, match="quick"):
+        load_study(path, quick=True)
+    result = CliRunner().invoke(main, ["study", "--config", str(path), "--status"])
+    assert result.exit_code == 0 and "lstm" in result.output  # nothing stored yet: nothing to show but names
