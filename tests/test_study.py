@@ -133,3 +133,25 @@ def test_invalid_studies_are_refused(tmp_path):
         load_study(path, quick=True)
     result = CliRunner().invoke(main, ["study", "--config", str(path), "--status"])
     assert result.exit_code == 0 and "lstm" in result.output  # nothing stored yet: nothing to show but names
+
+
+from tests.test_report import CHROMIUM, REQUIRED, chromium  # noqa: E402
+
+
+@pytest.mark.skipif(not CHROMIUM and not REQUIRED, reason="Chromium is not installed (.ci/run installs it)")
+def test_study_report_renders_in_headless_chromium_heatmap_first(tmp_path):
+    import re
+
+    study, _ = _study(tmp_path, threshold=0.0)
+    _run(study)
+    out = tmp_path / "r.html"
+    assert (
+        CliRunner().invoke(main, ["report", "--results", str(tmp_path / "res"), "--out", str(out)]).exit_code
+        == 0
+    )
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", out.as_uri(), profile=tmp_path / "p").stdout
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs["script-errors"] == "0" and attrs["figures-rendered"] == attrs["figures"]
+    first_figure = dom.index("<figure")
+    assert dom.index("test accuracy over models x rungs") < dom.index("<table")  # the heatmap, then tables
+    assert first_figure < dom.index("<table")
