@@ -130,6 +130,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> list[Any]:
             f"parameters; learning rate chosen from {', '.join(f'{lr:g}' for lr in spec.lrs)} on the "
             f"validation set; {spec.seeds} seed{'s' if spec.seeds > 1 else ''} per rung."
         )
+        text += _agreement_text(spec, pairs, runs)
         sections.append(Section(f"study {spec.name}: memory horizons", figures=[heat], text=text))
         cols, cells = horizon_table(spec, pairs)
         notes = (
@@ -161,6 +162,60 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> list[Any]:
             Section(f"study {spec.name}: horizons and learning rates", tables=[table], figures=lr_figs)
         )
     return sections
+
+
+def rung_table(spec: Any, pairs: list[Any]) -> Table:
+    """Every rung run: its seeds' mean test accuracy ± the 95% CI half-width, the ladder's criterion and
+    how many seeds met it on their own."""
+    from seqbench.tables import fmt
+
+    cells = []
+    for p in pairs:
+        for rung in p.rungs:
+            if not rung.rows:
+                continue
+            ladder = spec.tasks[p.task]
+            acc = fmt(rung.accuracy, ".3f")
+            if len(rung.rows) > 1:
+                acc += f" ± {fmt(rung.accuracy_ci95, '.3f')}"
+            crit = "" if ladder.metric == "accuracy" else f"{ladder.metric} {fmt(rung.score, '.4f')}"
+            cells.append(
+                [
+                    p.task,
+                    p.model,
+                    f"{p.lr:g}",
+                    f"{ladder.knob}={rung.value}",
+                    f"{len(rung.rows)}/{rung.seeds}",
+                    acc,
+                    crit,
+                    f"{rung.seeds_solved}/{len(rung.rows)}",
+                    "solved" if rung.solved else ("not solved" if rung.complete else "running"),
+                ]
+            )
+    columns = ["task", "model", "lr", "rung", "seeds", "accuracy", "criterion", "seeds solved", "rung"]
+    notes = (
+        "accuracy: mean test accuracy over seeds ± the 95% confidence half-width (Student t); criterion: the "
+        "ladder's own metric where it is not accuracy (adding: test MSE, solved below 0.01)."
+    )
+    return Table(f"study {spec.name}: every rung run", columns, cells, notes)
+
+
+def _agreement_text(spec: Any, pairs: list[Any], runs: pd.DataFrame) -> str:
+    """How far the study's quick variant, where stored, agrees with it."""
+    from seqbench.study import Study, agreement, stored_studies
+
+    quick = next((s for s in stored_studies(spec.results) if s.name == f"{spec.name}-quick"), None)
+    if quick is None:
+        return ""
+    rows = [r for r in agreement(pairs, Study(quick).pairs(runs)) if r["models"] > 1]
+    if not rows:
+        return ""
+    parts = [
+        f"{r['task']}: {r['pairs_alike']}/{r['pairs']} model pairs ordered alike, "
+        f"{r['horizons_equal']}/{r['models']} horizons equal"
+        for r in rows
+    ]
+    return f" Its quick variant ({quick.name}, {quick.seeds} seed) against it: " + "; ".join(parts) + "."
 
 
 def json_key(value: Any) -> str:

@@ -546,3 +546,45 @@ def wall_time(runs: pd.DataFrame, pairs: list[Pair]) -> float:
     if runs.empty:
         return 0.0
     return float(runs[runs["run_id"].isin(run_ids(pairs))]["wall_time_s"].sum())
+
+
+# The quick variant against the whole study
+
+
+def rank_key(pair: Pair) -> tuple[int, float]:
+    """How far a model got: the rungs it solved, then its accuracy on the first rung it did not solve
+    (1.0 past the top), so that two models with the same horizon still order."""
+    solved = sum(1 for r in pair.rungs if r.complete and r.solved)
+    failed = next((r for r in pair.rungs if r.complete and not r.solved), None)
+    return solved, (failed.accuracy if failed is not None else 1.0)
+
+
+def agreement(full: list[Pair], quick: list[Pair]) -> list[dict[str, Any]]:
+    """Per task, over the models both finished: how many pairs of models the quick variant orders as the
+    whole study does (by `rank_key`; a tie in one and not the other disagrees), and how many horizons are
+    equal."""
+    q = {(p.task, p.model): p for p in quick if p.finished and not p.error}
+    out = []
+    for task in dict.fromkeys(p.task for p in full):
+        both = [
+            (p, q[(task, p.model)]) for p in full if p.task == task and p.finished and (task, p.model) in q
+        ]
+        both = [(f, k) for f, k in both if not f.error]
+        alike = total = 0
+        for i in range(len(both)):
+            for j in range(i + 1, len(both)):
+                (fi, qi), (fj, qj) = both[i], both[j]
+                a, b = rank_key(fi), rank_key(fj)
+                c, d = rank_key(qi), rank_key(qj)
+                total += 1
+                alike += (a > b) - (a < b) == (c > d) - (c < d)
+        out.append(
+            {
+                "task": task,
+                "models": len(both),
+                "pairs_alike": alike,
+                "pairs": total,
+                "horizons_equal": sum(f.horizon == k.horizon for f, k in both),
+            }
+        )
+    return out

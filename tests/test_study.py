@@ -155,3 +155,20 @@ def test_study_report_renders_in_headless_chromium_heatmap_first(tmp_path):
     first_figure = dom.index("<figure")
     assert dom.index("test accuracy over models x rungs") < dom.index("<table")  # the heatmap, then tables
     assert first_figure < dom.index("<table")
+
+
+def test_agreement_counts_model_pairs_ordered_alike():
+    from seqbench.study import Pair, Rung, agreement
+
+    ladder = Ladder(knob="max_length", rungs=[1, 2, 3], threshold=0.9)
+
+    def pair(model: str, accuracies: list[float], seeds: int = 1) -> Pair:
+        p = Pair("copy", model, ladder)
+        p.rungs = [Rung(v, [{"accuracy": a}] * seeds, seeds, ladder) for v, a in zip([1, 2, 3], accuracies)]
+        return p
+
+    full = [pair("a", [1.0, 1.0, 0.2], 3), pair("b", [1.0, 0.5], 3), pair("c", [0.1], 3)]
+    quick = [pair("a", [1.0, 0.4]), pair("b", [1.0, 0.6]), pair("c", [0.3])]
+    (row,) = agreement(full, quick)
+    # full: a (2 rungs) > b (1) > c (0); quick: b (1, 0.6) > a (1, 0.4) > c: a-b disagree, a-c and b-c agree
+    assert row == {"task": "copy", "models": 3, "pairs_alike": 2, "pairs": 3, "horizons_equal": 2}
