@@ -159,7 +159,11 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> list[Any]:
                 lr_figs.append(fig)
         table = Table(f"study {spec.name}: horizon per model and task", cols, cells, notes)
         sections.append(
-            Section(f"study {spec.name}: horizons and learning rates", tables=[table], figures=lr_figs)
+            Section(
+                f"study {spec.name}: horizons and learning rates",
+                tables=[table, rung_table(spec, pairs)],
+                figures=lr_figs,
+            )
         )
     return sections
 
