@@ -428,11 +428,14 @@ def collect(results_dir: str | Path, tasks: list[str] | None = None) -> list[Sec
         runs = runs[runs["task"].isin(tasks)]
     if runs.empty:
         raise FileNotFoundError(f"No runs stored under {results_dir}/" + (f" for {tasks}" if tasks else ""))
-    curves = read_curves(results_dir)
-    board = aggregate(runs)
     from seqbench.report_study import study_sections
 
-    sections = [] if tasks else study_sections(str(results_dir), runs)  # a study's heatmap comes first
+    # A study's heatmap comes first; its runs are its own sections' (the per-task leaderboards below hold the
+    # other runs: a study's dozens of configurations per task would drown them).
+    sections, study_runs = ([], set()) if tasks else study_sections(str(results_dir), runs)
+    runs = runs[~runs["run_id"].isin(study_runs)]
+    curves = read_curves(results_dir)
+    board = aggregate(runs) if len(runs) else pd.DataFrame(columns=["task"])
     for task in sorted(runs["task"].unique()):
         sec = Section(task)
         rows = board[board["task"] == task]

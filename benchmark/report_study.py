@@ -73,15 +73,17 @@ class Heatmap:
         return svg[svg.index("<svg") :]
 
 
-def study_sections(results_dir: str, runs: pd.DataFrame) -> list[Any]:
+def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set[str]]:
     """For each study stored under `results_dir`: a heatmap section (the report opens with it), the
-    horizon table, and accuracy against learning rate per task."""
+    horizon table, and accuracy against learning rate per task; and the run_ids the studies read."""
     from seqbench.report import Figure, Line, Section
     from seqbench.study import Study, horizon_table, run_ids, stored_studies, wall_time
 
-    sections = []
+    sections: list[Any] = []
+    used: set[str] = set()
     for spec in stored_studies(results_dir):
         pairs = Study(spec).pairs(runs)
+        used |= run_ids(pairs)
         if not any(p.lr_rows and any(p.lr_rows.values()) for p in pairs):
             continue
         by = {(p.task, p.model): p for p in pairs}
@@ -165,7 +167,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> list[Any]:
                 figures=lr_figs,
             )
         )
-    return sections
+    return sections, used
 
 
 def rung_table(spec: Any, pairs: list[Any]) -> Table:
