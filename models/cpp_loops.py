@@ -179,7 +179,7 @@ def _register_memory_flops(ops: Any) -> None:
         return ctrl + addressing
 
     @register_flop_formula(ops.ntm_forward)
-    def _(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps, out_shape=None) -> int:
+    def _(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps, keep, out_shape=None) -> int:
         return xp[0] * ntm_step(xp, Wr, Whh, Wp, dims)
 
     @register_flop_formula(ops.ntm_backward)

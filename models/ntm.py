@@ -195,6 +195,7 @@ class NTM(nn.Module):
         xp = torch.nn.functional.linear(x.transpose(0, 1), Wx, bias)  # (T, B, G)
         dims = [self.N, self.M, self.R, self.W, (self.n_shifts - 1) // 2, int(self.controller_kind == "lstm")]
         hp = self.head_params
+        memory = memory.transpose(1, 2)  # (B, M, N): the loops hold the memory slot-minor
         hs, rs = ntm_loop(
             ops, dims, self.controller_clip, _EPS, xp, Wr, Whh, hp.weight, hp.bias, memory, reads, w, h0, c0
         )  # (T, B, C), (T, B, R*M)

@@ -26,13 +26,14 @@ class NTMLoop(torch.autograd.Function):
     """hs (T, B, C), reads (T, B, R M) from the input projections xp (T, B, G) of the controller (G = 4C for the
     LSTM, C for the feed-forward one) and the initial state. Weights: Wr (G, R M) reads the previous read
     vectors, Whh (4C, C) the controller's previous output (empty for the feed-forward controller), Wp (P, C) and
-    bp (P) the head parameters. dims = [N, M, R, W, S, lstm]."""
+    bp (P) the head parameters. The memory M0 is slot-minor, (B, M, N) (the C++ loops' layout: full SIMD vectors
+    over the slots), and so is its gradient. dims = [N, M, R, W, S, lstm]."""
 
     @staticmethod
     def forward(
         ctx, ops: Any, dims: list[int], clip: float, eps: float, xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0
     ):
-        saved = ops.ntm_forward(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps)
+        saved = ops.ntm_forward(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps, True)
         hs, cs, gates, rs, ps, mems, ws, stages = saved
         ctx.ops, ctx.dims, ctx.clip, ctx.eps = ops, dims, clip, eps
         ctx.save_for_backward(Wr, Whh, Wp, hs, cs, gates, rs, ps, mems, ws, stages)
@@ -51,5 +52,11 @@ class NTMLoop(torch.autograd.Function):
 
 
 def ntm_loop(ops: Any, dims: list[int], clip: float, eps: float, *tensors: torch.Tensor):
-    """Apply the C++ loop; every tensor contiguous, as the loops read raw memory."""
-    return NTMLoop.apply(ops, dims, clip, eps, *(t.contiguous() for t in tensors))
+    """Apply the C++ loop; every tensor contiguous, as the loops read raw memory. Where no gradient is taken
+    (under `torch.no_grad`, the evaluation) the loop runs without keeping its history for a backward: the
+    memory of two steps instead of T + 1, so inference memory does not grow with T beyond the outputs."""
+    tensors = tuple(t.contiguous() for t in tensors)
+    if torch.is_grad_enabled():
+        return NTMLoop.apply(ops, dims, clip, eps, *tensors)
+    hs, _, _, rs, *_ = ops.ntm_forward(*tensors, dims, clip, eps, False)
+    return hs[1:], rs[1:]

@@ -17,8 +17,9 @@
 //   read         r_k = Σ_i w_k,i M_i          (the memory before this step's write)
 //   write        M <- M ⊙ (1 - w e^T) + w a^T, write head after write head; e = σ, a = tanh
 //
-// Saved for the backward pass: the memory before every step (T + 1, B, N, M), and per step and head the
-// weightings of each stage (sim, wc, wg, ws, w); the rest (norms, activations of p) is recomputed.
+// Saved for the backward pass: the memory before every step (T + 1, B, M, N), slot-minor (see below), and per
+// step and head the weightings of each stage (sim, wc, wg, ws, w); the rest (norms, activations of p) is
+// recomputed. Without a backward to come (inference), only two steps' state is held.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -116,50 +117,88 @@ inline T clampv(T x, double clip) {
   return x < -c ? -c : (x > c ? c : x);
 }
 
+// max_i x_i: full vectors, then the tail (a zero-padded partial load would bring in zeros).
+template <typename T>
+inline T vmax(const T* x, int64_t n) {
+  constexpr int64_t L = Vec<T>::size();
+  T mx = x[0];
+  int64_t i = 0;
+  if (n >= L) {
+    Vec<T> acc = Vec<T>::loadu(x);
+    for (i = L; i + L <= n; i += L) acc = at::vec::maximum(acc, Vec<T>::loadu(x + i));
+    T lanes[L];
+    acc.store(lanes);
+    for (int64_t k = 0; k < L; ++k) mx = std::max(mx, lanes[k]);
+  }
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+
+template <typename T>
+inline T vsum(const T* x, int64_t n) {
+  Vec<T> acc(T(0));
+  chunks<T>(n, [&](int64_t i, int64_t c) { acc = acc + Vec<T>::loadu(x + i, c); });
+  return hsum(acc);
+}
+
+template <typename T>
+inline void vscale(T* x, int64_t n, T r) {
+  chunks<T>(n, [&](int64_t i, int64_t c) { (Vec<T>::loadu(x + i, c) * Vec<T>(r)).store(x + i, c); });
+}
+
 template <typename T>
 void softmax(const T* z, T* out, int64_t n) {
-  T mx = z[0];
-  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, z[i]);
-  exp_affine(z, out, n, T(1), -mx);
-  T sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += out[i];
-  const T r = T(1) / sum;
-  for (int64_t i = 0; i < n; ++i) out[i] *= r;
+  exp_affine(z, out, n, T(1), -vmax(z, n));
+  vscale(out, n, T(1) / vsum(out, n));
 }
 
-// Inverse row norms 1 / max(|M_i|, eps) of one sequence's memory (N, M), and whether |M_i| > eps
-// (F.normalize's clamp: below eps the norm is a constant and passes no gradient).
+// The memory of each sequence is held slot-minor, (M, N): mem[m N + i] is channel m of slot i, so that every
+// loop over the slots (similarities, norms, the write, their gradients) runs over full SIMD vectors of N
+// slots. (Row-major (N, M) with the paper's M = 20 left every row two full vectors and a partial one, and a
+// horizontal sum per slot.) The Python side passes M0 transposed and gets dM0 back in the same layout.
+
+// Inverse slot norms 1 / max(|M_i|, eps) of one sequence's memory, and whether |M_i| >= eps (1 or 0; F.normalize's
+// clamp: below eps the norm is a constant and passes no gradient). `sq` is scratch of N values.
 template <typename T>
-void row_norms(const T* mem, int64_t N, int64_t M, T eps, T* inv, bool* big) {
-  for (int64_t i = 0; i < N; ++i) {
-    const T nrm = std::sqrt(dot(mem + i * M, mem + i * M, M));
-    big[i] = nrm >= eps;
-    inv[i] = T(1) / std::max(nrm, eps);
+void slot_norms(const T* mem, int64_t N, int64_t M, T eps, T* sq, T* inv, T* big) {
+  std::fill(sq, sq + N, T(0));
+  for (int64_t m = 0; m < M; ++m) {
+    const T* row = mem + m * N;
+    chunks<T>(N, [&](int64_t i, int64_t c) {
+      const Vec<T> x = Vec<T>::loadu(row + i, c);
+      at::vec::fmadd(x, x, Vec<T>::loadu(sq + i, c)).store(sq + i, c);
+    });
   }
+  const Vec<T> ev(eps), one(T(1));
+  chunks<T>(N, [&](int64_t i, int64_t c) {
+    const Vec<T> nrm = Vec<T>::loadu(sq + i, c).sqrt();
+    nrm.ge(ev).store(big + i, c);  // 1 or 0
+    (one / at::vec::maximum(nrm, ev)).store(inv + i, c);
+  });
 }
 
-// The head parameters of head k from the clamped projection p of one sequence.
+// The head parameters of head k from the clamped projection p of one sequence (buffers allocated once).
 template <typename T>
 struct Head {
-  const T* key;  // raw (clamped) key, M values in `keybuf`
-  T kinv, beta, g, gamma;
-  bool kbig;
-  std::vector<T> keybuf, s;
-  Head(const Dims& d, const T* p_hat, int64_t k, double clip, T eps) : keybuf(d.M), s(d.ns) {
+  const Dims& d;
+  double clip;
+  T eps, kinv = 0, beta = 0, g = 0, gamma = 0;
+  bool kbig = false;
+  std::vector<T> key, s, z;
+  Head(const Dims& dims, double c, T e) : d(dims), clip(c), eps(e), key(dims.M), s(dims.ns), z(dims.ns) {}
+  void load(const T* p_hat, int64_t k) {
     const T* ph = p_hat + k * d.per_head;
     T sq = 0;
     for (int64_t m = 0; m < d.M; ++m) {
-      keybuf[m] = clampv(ph[m], clip);
-      sq += keybuf[m] * keybuf[m];
+      key[m] = clampv(ph[m], clip);
+      sq += key[m] * key[m];
     }
-    key = keybuf.data();
     const T nrm = std::sqrt(sq);
     kbig = nrm >= eps;
     kinv = T(1) / std::max(nrm, eps);
     beta = softplus(clampv(ph[d.M], clip));
     g = sigm(clampv(ph[d.M + 1], clip));
     gamma = T(1) + softplus(clampv(ph[d.M + 2], clip));
-    std::vector<T> z(d.ns);
     for (int64_t j = 0; j < d.ns; ++j) z[j] = clampv(ph[d.M + 3 + j], clip);
     softmax(z.data(), s.data(), d.ns);
   }
@@ -173,6 +212,22 @@ inline void pad_circular(const T* w, T* out, int64_t N, int64_t S) {
     out[N + S + i] = w[i];
   }
   std::copy(w, w + N, out + S);
+}
+
+// dst = src ⊙ (1 - w e^T) + w a^T in the slot-minor layout (src may be dst): one write head's erase and add.
+template <typename T>
+inline void write_head(const T* src, T* dst, const T* w, const T* er, const T* ad, int64_t N, int64_t M) {
+  using V = Vec<T>;
+  const V one(T(1));
+  for (int64_t m = 0; m < M; ++m) {
+    const V ev(er[m]), av(ad[m]);
+    const T* s = src + m * N;
+    T* o = dst + m * N;
+    chunks<T>(N, [&](int64_t i, int64_t c) {
+      const V wv = V::loadu(w + i, c);
+      (V::loadu(s + i, c) * (one - wv * ev) + wv * av).store(o + i, c);
+    });
+  }
 }
 
 template <typename T>
@@ -195,19 +250,24 @@ void lstm_forward_pointwise(T* a, const T* c_prev, T* c, T* h, int64_t B, int64_
   }
 }
 
+// keep = false (inference, nothing will call the backward): the memory, weightings, stages and controller
+// activations live in two rolling slots instead of T + 1, so the memory held does not grow with T beyond
+// the outputs hs and rs.
 std::vector<at::Tensor> ntm_forward(const at::Tensor& xp, const at::Tensor& Wr, const at::Tensor& Whh,
                                     const at::Tensor& Wp, const at::Tensor& bp, const at::Tensor& M0,
                                     const at::Tensor& r0, const at::Tensor& w0, const at::Tensor& h0,
-                                    const at::Tensor& c0, at::IntArrayRef dims, double clip, double eps) {
+                                    const at::Tensor& c0, at::IntArrayRef dims, double clip, double eps,
+                                    bool keep) {
   const Dims d(dims);
   const int64_t T = xp.size(0), B = xp.size(1), G = xp.size(2), C = Wp.size(1);
   const int64_t N = d.N, M = d.M, K = d.K;
+  const int64_t Tk = keep ? T : 1, Tk1 = keep ? T + 1 : 2;  // slots of per-step and per-state history
   auto opt = xp.options();
-  at::Tensor gates = at::empty({T, B, G}, opt), hs = at::empty({T + 1, B, C}, opt);
-  at::Tensor cs = at::empty({d.lstm ? T + 1 : 0, B, C}, opt);
-  at::Tensor rs = at::empty({T + 1, B, d.R * M}, opt), ps = at::empty({T, B, d.P}, opt);
-  at::Tensor mems = at::empty({T + 1, B, N, M}, opt), ws = at::empty({T + 1, B, K, N}, opt);
-  at::Tensor stages = at::empty({T, 5, B, K, N}, opt);  // sim, wc, wg, ws (shifted), log(ws + eps)
+  at::Tensor gates = at::empty({Tk, B, G}, opt), hs = at::empty({T + 1, B, C}, opt);
+  at::Tensor cs = at::empty({d.lstm ? Tk1 : 0, B, C}, opt);
+  at::Tensor rs = at::empty({T + 1, B, d.R * M}, opt), ps = at::empty({Tk, B, d.P}, opt);
+  at::Tensor mems = at::empty({Tk1, B, M, N}, opt), ws = at::empty({Tk1, B, K, N}, opt);
+  at::Tensor stages = at::empty({Tk, 5, B, K, N}, opt);  // sim, wc, wg, ws (shifted), log(ws + eps)
   hs[0].copy_(h0);
   if (d.lstm) cs[0].copy_(c0);
   rs[0].copy_(r0);
@@ -216,96 +276,90 @@ std::vector<at::Tensor> ntm_forward(const at::Tensor& xp, const at::Tensor& Wr, 
   const at::Tensor WrT = Wr.t(), WhhT = Whh.t(), WpT = Wp.t();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ntm_forward", [&] {
     using T_ = scalar_t;
+    using V = Vec<T_>;
     const T_ e = T_(eps);
-    std::vector<T_> inv(N), z(N), u(N), pad(N + 2 * d.S);
-    std::unique_ptr<bool[]> big(new bool[N]);
+    std::vector<T_> inv(N), sq(N), z(N), u(N), pad(N + 2 * d.S), er(M), ad(M);
+    std::vector<T_> big(N);
+    Head<T_> hd(d, clip, e);
     for (int64_t t = 0; t < T; ++t) {
-      at::Tensor a = gates[t];
+      const int64_t now = keep ? t : t % 2, next = keep ? t + 1 : (t + 1) % 2, step = keep ? t : 0;
+      at::Tensor a = gates[step];
       at::addmm_out(a, xp[t], rs[t], WrT);
       if (d.lstm) {
         a.addmm_(hs[t], WhhT);
-        lstm_forward_pointwise(a.data_ptr<T_>(), cs[t].data_ptr<T_>(), cs[t + 1].data_ptr<T_>(),
+        lstm_forward_pointwise(a.data_ptr<T_>(), cs[now].data_ptr<T_>(), cs[next].data_ptr<T_>(),
                                hs[t + 1].data_ptr<T_>(), B, C);
       } else {
         at::Tensor h = hs[t + 1];
         at::tanh_out(h, a);
       }
-      at::Tensor pt_ = ps[t];
+      at::Tensor pt_ = ps[step];
       at::addmm_out(pt_, bp, hs[t + 1], WpT);
-      const T_* pt = ps[t].data_ptr<T_>();
-      const T_* mp_all = mems[t].data_ptr<T_>();
-      T_* mn_all = mems[t + 1].data_ptr<T_>();
-      const T_* wprev_all = ws[t].data_ptr<T_>();
-      T_* w_all = ws[t + 1].data_ptr<T_>();
-      T_* st = stages[t].data_ptr<T_>();
+      const T_* pt = pt_.data_ptr<T_>();
+      const T_* mp_all = mems[now].data_ptr<T_>();
+      T_* mn_all = mems[next].data_ptr<T_>();
+      const T_* wprev_all = ws[now].data_ptr<T_>();
+      T_* w_all = ws[next].data_ptr<T_>();
+      T_* st = stages[step].data_ptr<T_>();
       T_* r_all = rs[t + 1].data_ptr<T_>();
       const int64_t stage = B * K * N;
       for (int64_t b = 0; b < B; ++b) {
         const T_* p = pt + b * d.P;
         const T_* mp = mp_all + b * N * M;
-        row_norms(mp, N, M, e, inv.data(), big.get());
+        slot_norms(mp, N, M, e, sq.data(), inv.data(), big.data());
         for (int64_t k = 0; k < K; ++k) {
-          const Head<T_> hd(d, p, k, clip, e);
+          hd.load(p, k);
           const int64_t off = (b * K + k) * N;
           T_ *sim = st + off, *wc = st + stage + off, *wg = st + 2 * stage + off, *wsh = st + 3 * stage + off,
              *lg = st + 4 * stage + off;
           const T_* wprev = wprev_all + off;
           T_* w = w_all + off;
-          for (int64_t i = 0; i < N; ++i) {
-            sim[i] = dot(hd.key, mp + i * M, M) * hd.kinv * inv[i];
-            z[i] = hd.beta * sim[i];
+          std::fill(z.begin(), z.end(), T_(0));  // key . M_i for every slot i
+          for (int64_t m = 0; m < M; ++m) {
+            const V kv(hd.key[m]);
+            const T_* row = mp + m * N;
+            chunks<T_>(N, [&](int64_t i, int64_t c) {
+              at::vec::fmadd(kv, V::loadu(row + i, c), V::loadu(z.data() + i, c)).store(z.data() + i, c);
+            });
           }
+          const V kinv(hd.kinv), beta(hd.beta), gv(hd.g), gc(T_(1) - hd.g), ev(e);
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            const V sv = V::loadu(z.data() + i, c) * kinv * V::loadu(inv.data() + i, c);
+            sv.store(sim + i, c);
+            (beta * sv).store(z.data() + i, c);
+          });
           softmax(z.data(), wc, N);
-          for (int64_t i = 0; i < N; ++i) wg[i] = hd.g * wc[i] + (T_(1) - hd.g) * wprev[i];
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            (gv * V::loadu(wc + i, c) + gc * V::loadu(wprev + i, c)).store(wg + i, c);
+          });
           pad_circular(wg, pad.data(), N, d.S);  // pad[S + i] = wg[i mod N] for i in -S..N+S-1
-          for (int64_t i = 0; i < N; ++i) {
-            T_ acc = 0;
-            for (int64_t j = -d.S; j <= d.S; ++j) acc += pad[d.S + i - j] * hd.s[j + d.S];
-            wsh[i] = acc;
-            u[i] = acc + e;
-          }
-          for (int64_t i = 0; i < N; i += Vec<T_>::size()) {  // (ws + eps)^γ = exp(γ log(ws + eps))
-            const int64_t c = std::min<int64_t>(Vec<T_>::size(), N - i);
-            Vec<T_>::loadu(u.data() + i, c).log().store(lg + i, c);
-          }
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            V acc(T_(0));
+            for (int64_t j = -d.S; j <= d.S; ++j)
+              acc = at::vec::fmadd(V::loadu(pad.data() + d.S + i - j, c), V(hd.s[j + d.S]), acc);
+            acc.store(wsh + i, c);
+            (acc + ev).log().store(lg + i, c);  // (ws + eps)^γ = exp(γ log(ws + eps))
+          });
           exp_affine(lg, u.data(), N, hd.gamma, T_(0));
-          T_ total = 0;
-          for (int64_t i = 0; i < N; ++i) total += u[i];
-          const T_ rt = T_(1) / total;
-          for (int64_t i = 0; i < N; ++i) w[i] = u[i] * rt;
+          const T_ rt = T_(1) / vsum(u.data(), N);
+          chunks<T_>(N, [&](int64_t i, int64_t c) { (V::loadu(u.data() + i, c) * V(rt)).store(w + i, c); });
         }
         // read (memory before the write), then write
         for (int64_t k = 0; k < d.R; ++k) {
           const T_* w = w_all + (b * K + k) * N;
           T_* r = r_all + b * d.R * M + k * M;
-          for (int64_t m = 0; m < M; ++m) r[m] = 0;
-          for (int64_t i = 0; i < N; ++i) {
-            const Vec<T_> wi(w[i]);
-            chunks<T_>(M, [&](int64_t m, int64_t c) {
-              at::vec::fmadd(wi, Vec<T_>::loadu(mp + i * M + m, c), Vec<T_>::loadu(r + m, c)).store(r + m, c);
-            });
-          }
+          for (int64_t m = 0; m < M; ++m) r[m] = dot(w, mp + m * N, N);
         }
         T_* mn = mn_all + b * N * M;
-        std::copy(mp, mp + N * M, mn);
         for (int64_t j = 0; j < d.W; ++j) {
-          const T_* w = w_all + (b * K + d.R + j) * N;
           const T_* ea = p + K * d.per_head + j * 2 * M;
-          std::vector<T_> er(M), ad(M);
           for (int64_t m = 0; m < M; ++m) {
             er[m] = sigm(clampv(ea[m], clip));
             ad[m] = std::tanh(clampv(ea[M + m], clip));
           }
-          for (int64_t i = 0; i < N; ++i) {
-            const Vec<T_> wi(w[i]), one(T_(1));
-            chunks<T_>(M, [&](int64_t m, int64_t c) {
-              T_* row = mn + i * M + m;
-              (Vec<T_>::loadu(row, c) * (one - wi * Vec<T_>::loadu(er.data() + m, c)) +
-               wi * Vec<T_>::loadu(ad.data() + m, c))
-                  .store(row, c);
-            });
-          }
+          write_head(j == 0 ? mp : mn, mn, w_all + (b * K + d.R + j) * N, er.data(), ad.data(), N, M);
         }
+        if (d.W == 0) std::copy(mp, mp + N * M, mn);
       }
     }
   });
@@ -313,7 +367,7 @@ std::vector<at::Tensor> ntm_forward(const at::Tensor& xp, const at::Tensor& Wr, 
 }
 
 // Backward through time. dhs (T, B, C) and drs (T, B, R M) reach the outputs h_1..T and r_1..T. Returns the
-// gradients of xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0.
+// gradients of xp, Wr, Whh, Wp, bp, M0 (slot-minor, as M0), r0, w0, h0, c0.
 std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& drs, const at::Tensor& Wr,
                                      const at::Tensor& Whh, const at::Tensor& Wp, const at::Tensor& hs,
                                      const at::Tensor& cs, const at::Tensor& gates, const at::Tensor& rs,
@@ -324,33 +378,42 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
   const int64_t N = d.N, M = d.M, K = d.K, RM = d.R * M;
   auto opt = gates.options();
   at::Tensor dA = at::empty({T, B, G}, opt), dP = at::empty({T, B, d.P}, opt);
-  at::Tensor dM = at::zeros({B, N, M}, opt), dW = at::zeros({B, K, N}, opt);
+  at::Tensor dM = at::zeros({B, M, N}, opt), dW = at::zeros({B, K, N}, opt);
   at::Tensor dh = at::empty({B, C}, opt), dr = at::empty({B, RM}, opt);
   at::Tensor dh_carry = at::zeros({B, C}, opt), dr_carry = at::zeros({B, RM}, opt);
   at::Tensor dc = at::zeros({B, C}, opt);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "ntm_backward", [&] {
     using T_ = scalar_t;
+    using V = Vec<T_>;
     const T_ e = T_(eps);
-    std::vector<T_> inv(N), dws(N), dwg(N), dsim(N), kn(M), dkn(M), ds(d.ns), tmp(M), pad(N + 2 * d.S),
-        pad2(N + 2 * d.S);
+    const V one(T_(1));
+    std::vector<T_> inv(N), sq(N), dws(N), dwg(N), dsim(N), cc(N), cc2(N), kn(M), dkn(M), ds(d.ns),
+        pad(N + 2 * d.S), pad2(N + 2 * d.S);
     std::vector<T_> mw(d.W > 1 ? (d.W - 1) * N * M : 0), er(d.W * M), ad(d.W * M), de(M), da(M);
-    std::unique_ptr<bool[]> big(new bool[N]);
+    std::vector<T_> big(N);
+    Head<T_> hd(d, clip, e);
+    T_* const dm_all = dM.data_ptr<T_>();
+    T_* const dw_base = dW.data_ptr<T_>();
     for (int64_t t = T - 1; t >= 0; --t) {
       at::add_out(dr, drs[t], dr_carry);
       const T_* pt = ps[t].data_ptr<T_>();
       T_* dpt = dP[t].data_ptr<T_>();
       const T_* st = stages[t].data_ptr<T_>();
+      const T_* mems_t = mems[t].data_ptr<T_>();
+      const T_* ws_next = ws[t + 1].data_ptr<T_>();
+      const T_* ws_now = ws[t].data_ptr<T_>();
+      const T_* dr_all = dr.data_ptr<T_>();
       const int64_t stage = B * K * N;
       for (int64_t b = 0; b < B; ++b) {
         const T_* p = pt + b * d.P;
         T_* dp = dpt + b * d.P;
         for (int64_t q = 0; q < d.P; ++q) dp[q] = 0;
-        const T_* mp = mems[t].data_ptr<T_>() + b * N * M;
-        T_* dm = dM.data_ptr<T_>() + b * N * M;
-        T_* dw_all = dW.data_ptr<T_>() + b * K * N;
-        const T_* w_all = ws[t + 1].data_ptr<T_>() + b * K * N;
-        const T_* wprev_all = ws[t].data_ptr<T_>() + b * K * N;
-        const T_* drb = dr.data_ptr<T_>() + b * RM;
+        const T_* mp = mems_t + b * N * M;
+        T_* dm = dm_all + b * N * M;
+        T_* dw_all = dw_base + b * K * N;
+        const T_* w_all = ws_next + b * K * N;
+        const T_* wprev_all = ws_now + b * K * N;
+        const T_* drb = dr_all + b * RM;
         // the write heads' erase and add vectors, and the memory between write heads (recomputed)
         for (int64_t j = 0; j < d.W; ++j) {
           const T_* ea = p + K * d.per_head + j * 2 * M;
@@ -361,11 +424,8 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
         }
         for (int64_t j = 1; j < d.W; ++j) {
           const T_* src = j == 1 ? mp : mw.data() + (j - 2) * N * M;
-          T_* dst = mw.data() + (j - 1) * N * M;
-          const T_* w = w_all + (d.R + j - 1) * N;
-          for (int64_t i = 0; i < N; ++i)
-            for (int64_t m = 0; m < M; ++m)
-              dst[i * M + m] = src[i * M + m] * (T_(1) - w[i] * er[(j - 1) * M + m]) + w[i] * ad[(j - 1) * M + m];
+          write_head(src, mw.data() + (j - 1) * N * M, w_all + (d.R + j - 1) * N, er.data() + (j - 1) * M,
+                     ad.data() + (j - 1) * M, N, M);
         }
         // write backward, last head first: dM becomes the gradient of the memory before the write
         for (int64_t j = d.W - 1; j >= 0; --j) {
@@ -373,22 +433,20 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
           const T_* w = w_all + (d.R + j) * N;
           T_* dwj = dw_all + (d.R + j) * N;
           const T_ *ej = er.data() + j * M, *aj = ad.data() + j * M;
-          std::fill(de.begin(), de.end(), T_(0));
-          std::fill(da.begin(), da.end(), T_(0));
-          for (int64_t i = 0; i < N; ++i) {
-            T_* g = dm + i * M;
-            const T_* mr = mj + i * M;
-            const Vec<T_> wi(w[i]), one(T_(1));
-            Vec<T_> acc(T_(0));
-            chunks<T_>(M, [&](int64_t m, int64_t c) {
-              using V = Vec<T_>;
-              const V gv = V::loadu(g + m, c), mv = V::loadu(mr + m, c), ev = V::loadu(ej + m, c);
-              acc = at::vec::fmadd(gv, V::loadu(aj + m, c) - mv * ev, acc);
-              (V::loadu(de.data() + m, c) - gv * mv * wi).store(de.data() + m, c);
-              at::vec::fmadd(gv, wi, V::loadu(da.data() + m, c)).store(da.data() + m, c);
-              (gv * (one - wi * ev)).store(g + m, c);
+          for (int64_t m = 0; m < M; ++m) {
+            T_* g = dm + m * N;
+            const T_* mr = mj + m * N;
+            const V ev(ej[m]), av(aj[m]);
+            V de_acc(T_(0)), da_acc(T_(0));
+            chunks<T_>(N, [&](int64_t i, int64_t c) {
+              const V gv = V::loadu(g + i, c), mv = V::loadu(mr + i, c), wv = V::loadu(w + i, c);
+              at::vec::fmadd(gv, av - mv * ev, V::loadu(dwj + i, c)).store(dwj + i, c);
+              de_acc = at::vec::fmadd(gv * mv, wv, de_acc);
+              da_acc = at::vec::fmadd(gv, wv, da_acc);
+              (gv * (one - wv * ev)).store(g + i, c);
             });
-            dwj[i] += hsum(acc);
+            de[m] = -hsum(de_acc);
+            da[m] = hsum(da_acc);
           }
           T_* dea = dp + K * d.per_head + j * 2 * M;
           for (int64_t m = 0; m < M; ++m) {
@@ -401,18 +459,20 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
           const T_* w = w_all + k * N;
           T_* dwk = dw_all + k * N;
           const T_* g = drb + k * M;
-          for (int64_t i = 0; i < N; ++i) {
-            dwk[i] += dot(g, mp + i * M, M);
-            const Vec<T_> wi(w[i]);
-            chunks<T_>(M, [&](int64_t m, int64_t c) {
-              at::vec::fmadd(wi, Vec<T_>::loadu(g + m, c), Vec<T_>::loadu(dm + i * M + m, c)).store(dm + i * M + m, c);
+          for (int64_t m = 0; m < M; ++m) {
+            const V gm(g[m]);
+            const T_* row = mp + m * N;
+            T_* drow = dm + m * N;
+            chunks<T_>(N, [&](int64_t i, int64_t c) {
+              at::vec::fmadd(gm, V::loadu(row + i, c), V::loadu(dwk + i, c)).store(dwk + i, c);
+              at::vec::fmadd(gm, V::loadu(w + i, c), V::loadu(drow + i, c)).store(drow + i, c);
             });
           }
         }
         // addressing backward, head by head
-        row_norms(mp, N, M, e, inv.data(), big.get());
+        slot_norms(mp, N, M, e, sq.data(), inv.data(), big.data());
         for (int64_t k = 0; k < K; ++k) {
-          const Head<T_> hd(d, p, k, clip, e);
+          hd.load(p, k);
           const int64_t off = (b * K + k) * N;
           const T_ *sim = st + off, *wc = st + stage + off, *wg = st + 2 * stage + off,
                    *wsh = st + 3 * stage + off, *lg = st + 4 * stage + off;
@@ -421,18 +481,23 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
           T_* dwk = dw_all + k * N;
           T_* dph = dp + k * d.per_head;
           // sharpen
-          const T_ dwdot = dot(dwk, w, N);
-          for (int64_t i = 0; i < N; ++i) dws[i] = (dwk[i] - dwdot) * w[i];
+          const V dwdot(dot(dwk, w, N)), ev(e), gamma(hd.gamma);
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            ((V::loadu(dwk + i, c) - dwdot) * V::loadu(w + i, c)).store(dws.data() + i, c);
+          });
           const T_ dgamma = dot(dws.data(), lg, N);
-          for (int64_t i = 0; i < N; ++i) dws[i] *= hd.gamma / (wsh[i] + e);
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            (V::loadu(dws.data() + i, c) * gamma / (V::loadu(wsh + i, c) + ev)).store(dws.data() + i, c);
+          });
           // shift
           pad_circular(dws.data(), pad.data(), N, d.S);
           pad_circular(wg, pad2.data(), N, d.S);
-          for (int64_t l = 0; l < N; ++l) {
-            T_ acc = 0;
-            for (int64_t j = -d.S; j <= d.S; ++j) acc += pad[d.S + l + j] * hd.s[j + d.S];
-            dwg[l] = acc;
-          }
+          chunks<T_>(N, [&](int64_t l, int64_t c) {
+            V acc(T_(0));
+            for (int64_t j = -d.S; j <= d.S; ++j)
+              acc = at::vec::fmadd(V::loadu(pad.data() + d.S + l + j, c), V(hd.s[j + d.S]), acc);
+            acc.store(dwg.data() + l, c);
+          });
           for (int64_t j = -d.S; j <= d.S; ++j) ds[j + d.S] = dot(dws.data(), pad2.data() + d.S - j, N);
           T_ sds = 0;
           for (int64_t j = 0; j < d.ns; ++j) sds += ds[j] * hd.s[j];
@@ -440,27 +505,33 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
           // interpolation; the previous weighting's gradient replaces this step's in dW
           const T_ wcdot = dot(dwg.data(), wc, N), dwcdot = hd.g * wcdot;
           const T_ dgate = wcdot - dot(dwg.data(), wprev, N);
-          for (int64_t i = 0; i < N; ++i) dwk[i] = (T_(1) - hd.g) * dwg[i];
+          const V gv(hd.g), gc(T_(1) - hd.g), dwcv(dwcdot), beta(hd.beta);
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            const V dg = V::loadu(dwg.data() + i, c);
+            (gc * dg).store(dwk + i, c);
+            (V::loadu(wc + i, c) * (gv * dg - dwcv)).store(dsim.data() + i, c);  // dz
+          });
           // content softmax, cosine similarity and the two normalisations
-          for (int64_t i = 0; i < N; ++i) dsim[i] = wc[i] * (hd.g * dwg[i] - dwcdot);  // dz
           const T_ dbeta = dot(dsim.data(), sim, N);
-          for (int64_t i = 0; i < N; ++i) dsim[i] *= hd.beta;
           const T_ dss = hd.beta * dbeta;
+          // dkn += c_i Mn_i |M_i|; dM_i += c_i (kn - Mn_i sim_i), c_i = β dz_i / |M_i|, Mn_i = M_i / |M_i|
+          chunks<T_>(N, [&](int64_t i, int64_t c) {
+            const V iv = V::loadu(inv.data() + i, c), cv = beta * V::loadu(dsim.data() + i, c) * iv;
+            cv.store(cc.data() + i, c);
+            (cv * V::loadu(sim + i, c) * V::loadu(big.data() + i, c) * iv).store(cc2.data() + i, c);
+          });
           for (int64_t m = 0; m < M; ++m) {
             kn[m] = hd.key[m] * hd.kinv;
-            dkn[m] = 0;
-          }
-          for (int64_t i = 0; i < N; ++i) {
-            // dkn += dsim_i Mn_i; dM_i += dsim_i / |M_i| (kn - Mn_i sim_i), Mn_i = M_i / |M_i|
-            const T_ c = dsim[i] * inv[i];
-            const Vec<T_> cv(c), c2(c * (big[i] ? sim[i] : T_(0)) * inv[i]);
-            chunks<T_>(M, [&](int64_t m, int64_t n) {
-              using V = Vec<T_>;
-              const V mv = V::loadu(mp + i * M + m, n);
-              at::vec::fmadd(cv, mv, V::loadu(dkn.data() + m, n)).store(dkn.data() + m, n);
-              T_* row = dm + i * M + m;
-              (V::loadu(row, n) + cv * V::loadu(kn.data() + m, n) - c2 * mv).store(row, n);
+            const V knv(kn[m]);
+            const T_* row = mp + m * N;
+            T_* drow = dm + m * N;
+            V acc(T_(0));
+            chunks<T_>(N, [&](int64_t i, int64_t c) {
+              const V cv = V::loadu(cc.data() + i, c), mv = V::loadu(row + i, c);
+              acc = at::vec::fmadd(cv, mv, acc);
+              (V::loadu(drow + i, c) + cv * knv - V::loadu(cc2.data() + i, c) * mv).store(drow + i, c);
             });
+            dkn[m] = hsum(acc);
           }
           const T_ ks = hd.kbig ? dss : T_(0);
           for (int64_t m = 0; m < M; ++m) dph[m] = hd.kinv * (dkn[m] - kn[m] * ks);
@@ -482,8 +553,6 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
         const T_ *act = gates[t].data_ptr<T_>(), *cp = cs[t].data_ptr<T_>(), *cn = cs[t + 1].data_ptr<T_>(),
                  *dhp = dh.data_ptr<T_>();
         T_ *dcp = dc.data_ptr<T_>(), *dap = dat.data_ptr<T_>();
-        using V = Vec<T_>;
-        const V one(T_(1));
         for (int64_t b = 0; b < B; ++b) {
           const T_* ab = act + b * 4 * C;
           T_* db = dap + b * 4 * C;
@@ -521,7 +590,7 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhs, const at::Tensor& dr
 TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m) {
   m.def(
       "ntm_forward(Tensor xp, Tensor Wr, Tensor Whh, Tensor Wp, Tensor bp, Tensor M0, Tensor r0, Tensor w0, "
-      "Tensor h0, Tensor c0, int[] dims, float clip, float eps) -> Tensor[]");
+      "Tensor h0, Tensor c0, int[] dims, float clip, float eps, bool keep) -> Tensor[]");
   m.def(
       "ntm_backward(Tensor dhs, Tensor drs, Tensor Wr, Tensor Whh, Tensor Wp, Tensor hs, Tensor cs, "
       "Tensor gates, Tensor rs, Tensor ps, Tensor mems, Tensor ws, Tensor stages, int[] dims, float clip, "
