@@ -182,7 +182,8 @@ class NTM(nn.Module):
         ctrl = self.controller
         if self.controller_kind == "lstm":
             Wx, bias = ctrl.weight_ih[:, :n_in], ctrl.bias_ih + ctrl.bias_hh
-            Wc = torch.cat([ctrl.weight_hh, ctrl.weight_ih[:, n_in:]], dim=1)  # [Whh | Wr]: one product a step
+            # [Whh | Wr]: one product a step
+            Wc = torch.cat([ctrl.weight_hh, ctrl.weight_ih[:, n_in:]], dim=1)
             h0, c0 = self.h0.expand(B, -1), self.c0.expand(B, -1)
         else:
             Wx, bias, Wc = ctrl.weight[:, :n_in], ctrl.bias, ctrl.weight[:, n_in:]
