@@ -10,6 +10,7 @@ from torch import nn
 from seqbench.errors import ContractError, OptionsError
 from seqbench.options import validate_options
 from seqbench.registry import MODELS, TASKS
+from seqbench.tasks.base import Batch
 
 #: How seqbench calls every model's constructor (built-ins and plugins alike).
 MODEL_SIGNATURE = "(input_size, hidden_size, **options)"
@@ -81,10 +82,59 @@ class SequenceNetwork(nn.Module):
         self.core = core
         self.read_out = nn.Linear(hidden_size, task.output_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs (batch, time, output_size); with `positions` (batch, K) step indices, the read-out at
+        those steps only, (batch, K, output_size) (`scored_forward`)."""
         h = self.core(self.read_in(x))
         check_output(h, x, self.read_out.in_features, type(self.core).__name__)
-        return self.read_out(h)
+        return self.read_out(h if positions is None else at_steps(h, positions))
+
+
+#: The read-out runs at the scored steps only when no sequence has more of them than this fraction of its
+#: steps (MQAR: N of 4N or fewer). Above it the whole read-out costs little more than the gathers.
+SPARSE_READ_OUT = 0.25
+
+
+def scored_steps(task: Any, batch: Any, sparse: float | None = None) -> torch.Tensor | None:
+    """The steps (batch, K) the read-out must cover for `task` to score `batch`, or None for all of them.
+
+    The task's `read_positions` (None: everywhere) gives the steps its loss and metrics read. If the most
+    any sequence has, K, is at most `sparse` (default `SPARSE_READ_OUT`) of its T steps, each row lists its own read steps in
+    order, then as many unread steps as it lacks (a stable sort on "unread"), so every row has K distinct
+    real steps and a padding step is one the loss and the metrics do not read (its mask is False)."""
+    reader = getattr(task, "read_positions", None)
+    read = reader(batch) if reader is not None else None
+    if read is None:
+        return None
+    steps = read.shape[1]
+    most = max(int(read.sum(dim=1).max()), 1) if read.numel() else 1
+    if most > (SPARSE_READ_OUT if sparse is None else sparse) * steps:
+        return None
+    return torch.sort((~read).to(torch.uint8), dim=1, stable=True).indices[:, :most]
+
+
+def at_steps(t: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """`t` (batch, T, ...) at the steps (batch, K) of each row: (batch, K, ...)."""
+    index = steps.view(*steps.shape, *(1,) * (t.dim() - 2)).expand(*steps.shape, *t.shape[2:])
+    return t.gather(1, index)
+
+
+def scored_forward(net: nn.Module, task: Any, batch: Any) -> tuple[torch.Tensor, Any]:
+    """The outputs `task.loss` and `task.metrics` need, and the batch to score them with.
+
+    Where the task reads few steps (`scored_steps`), the read-out runs at those steps only and the batch
+    is cut to the same steps (inputs, targets and mask gathered alike), so loss and metrics are those of the
+    full read-out, `task.loss(net(batch.inputs), batch)`, at a fraction of the read-out's cost. Otherwise
+    (or for a network without the `positions` argument) it is exactly that full form."""
+    steps = scored_steps(task, batch) if isinstance(net, SequenceNetwork) else None
+    if steps is None:
+        return net(batch.inputs), batch
+    return net(batch.inputs, positions=steps), cut_batch(batch, steps)
+
+
+def cut_batch(batch: Any, steps: torch.Tensor) -> Batch:
+    """`batch` at the steps (batch, K) of each row: inputs, targets and mask gathered alike."""
+    return Batch(at_steps(batch.inputs, steps), at_steps(batch.targets, steps), at_steps(batch.mask, steps))
 
 
 def build_network(

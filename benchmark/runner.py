@@ -29,7 +29,7 @@ from seqbench.columns import run_defaults
 from seqbench.config import RunConfig, resolve_run_config, version_of
 from seqbench.errors import SeqbenchError, UnstoredRunError
 from seqbench.memory import PeakMemory, memory_kind
-from seqbench.network import state_floats
+from seqbench.network import scored_forward, state_floats
 from seqbench.provenance import kernels, one_off_seconds, provenance, reset_kernels
 from seqbench.registry import MODELS, TASKS
 from seqbench.store import check_writable, new_run_id, write_run
@@ -107,11 +107,11 @@ class Evaluator:
                 tokens += batch.batch_size * batch.steps
                 sync(device)
                 t0 = time.perf_counter()
-                out = net(batch.inputs)
+                out, scored = scored_forward(net, self.task, batch)  # read-out where scored
                 sync(device)
                 elapsed += time.perf_counter() - t0
-                m = self.task.metrics(out, batch)
-                m["loss"] = float(self.task.loss(out, batch))
+                m = self.task.metrics(out, scored)
+                m["loss"] = float(self.task.loss(out, scored))
                 for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + v * batch.batch_size
                 n += batch.batch_size

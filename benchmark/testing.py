@@ -139,9 +139,41 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _check_read_positions(task: Any, name: str) -> None:
+    """A task that names the steps its loss and metrics read (`read_positions`) scores random outputs at
+    those steps, on the batch cut to them, exactly as on the whole sequence (the runner's sparse read-out)."""
+    from seqbench.network import at_steps, cut_batch, scored_steps
+
+    batch = task.sample(4, task.train_lengths[1], _generator(1))
+    steps = scored_steps(task, batch, sparse=1.0)  # at any density, not only where the runner cuts
+    if steps is None:
+        return
+    read = task.read_positions(batch)
+    _require(
+        read.shape == batch.mask.shape and read.dtype == torch.bool,
+        f"{name}: read_positions must be a (B, T) bool like the mask",
+    )
+    _require(bool((read | ~batch.mask).all()), f"{name}: read_positions must hold every masked step")
+    out = torch.randn(*batch.inputs.shape[:2], task.output_size, generator=_generator(2))
+    cut, cut_out = cut_batch(batch, steps), at_steps(out, steps)
+    full_loss, cut_loss = float(task.loss(out, batch)), float(task.loss(cut_out, cut))
+    _require(
+        math.isclose(full_loss, cut_loss, rel_tol=1e-5, abs_tol=1e-6),
+        f"{name}: loss {cut_loss} at read_positions only, {full_loss} on the whole sequence",
+    )
+    full, part = task.metrics(out, batch), task.metrics(cut_out, cut)
+    _require(
+        full.keys() == part.keys()
+        and all(math.isclose(full[k], part[k], rel_tol=1e-5, abs_tol=1e-6) for k in full),
+        f"{name}: metrics {part} at read_positions only, {full} on the whole sequence",
+    )
+
+
 def check_task(cls_or_task: Any, **options: Any) -> None:
     """Batch shapes and mask, determinism under a seed, the length knob, every evaluation length (loss
-    finite and differentiable, accuracy in [0, 1]), training-length sampling, and a chance accuracy."""
+    finite and differentiable, accuracy in [0, 1]), training-length sampling, a chance accuracy, and
+    where the task names the steps it reads (`read_positions`), the same loss and metrics from those
+    steps alone."""
     task = cls_or_task(**options) if isinstance(cls_or_task, type) else cls_or_task
     name = type(task).__name__
     length = task.train_lengths[1]
@@ -190,6 +222,8 @@ def check_task(cls_or_task: Any, **options: Any) -> None:
         )
         acc = task.metrics(out.detach(), eb)["accuracy"]
         _require(0.0 <= acc <= 1.0, f"{name}: accuracy {acc} outside [0, 1] at length {n}")
+
+    _check_read_positions(task, name)
 
     gen = _generator(0)
     lo, hi = task.train_lengths

@@ -9,6 +9,8 @@ the one built in is full backpropagation through time,
 
     BPTT:  forward the whole batch -> task.loss (masked) -> backward -> clip -> optimiser step.
 
+(The read-out runs only at the steps the loss reads where those are few: `network.scored_forward`.)
+
 The seam for other trainers (truncated BPTT, RTRL): a class with `step(training, batch) -> loss tensor`,
 registered in `TRAINERS` under the name a configuration selects it by. It gets the whole `Training` (the
 network, the task for its loss, the optimiser, the parameters and the training settings) and owns the
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from seqbench.network import build_network
+from seqbench.network import build_network, scored_forward
 
 if TYPE_CHECKING:
     from seqbench.config import RunConfig, TrainConfig
@@ -45,7 +47,8 @@ class BPTT:
     name = "bptt"
 
     def step(self, training: Training, batch: Any) -> torch.Tensor:
-        loss = training.task.loss(training.net(batch.inputs), batch)
+        outputs, scored = scored_forward(training.net, training.task, batch)  # read-out where scored
+        loss = training.task.loss(outputs, scored)
         training.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(training.params, training.config)

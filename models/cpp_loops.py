@@ -170,22 +170,22 @@ def _register_memory_flops(ops: Any) -> None:
     products of the controller's input that the C++ path hoists out of the loop): a close estimate."""
     from torch.utils.flop_counter import register_flop_formula
 
-    def ntm_step(xp: Any, Wr: Any, Whh: Any, Wp: Any, dims: list[int]) -> int:
+    def ntm_step(xp: Any, Wc: Any, Wp: Any, dims: list[int]) -> int:
         _, B, G = xp
         N, M, R, W, S, _lstm = dims
         K, C = R + W, Wp[1]
-        ctrl = 2 * B * G * (Wr[1] + (Whh[1] if Whh[0] else 0)) + 2 * B * C * Wp[0]
+        ctrl = 2 * B * G * Wc[1] + 2 * B * C * Wp[0]  # Wc: [Whh | Wr], or Wr alone (feed-forward)
         addressing = 2 * B * K * M * N + 2 * B * R * N * M + 2 * B * K * N * (2 * S + 1)
         return ctrl + addressing
 
     @register_flop_formula(ops.ntm_forward)
-    def _(xp, Wr, Whh, Wp, bp, M0, r0, w0, h0, c0, dims, clip, eps, out_shape=None) -> int:
-        return xp[0] * ntm_step(xp, Wr, Whh, Wp, dims)
+    def _(xp, Wc, Wp, bp, M0, hr0, w0, c0, dims, clip, eps, keep, out_shape=None) -> int:
+        return xp[0] * ntm_step(xp, Wc, Wp, dims)
 
     @register_flop_formula(ops.ntm_backward)
-    def _(dhs, drs, Wr, Whh, Wp, hs, cs, gates, *rest, out_shape=None) -> int:
+    def _(dhr, Wc, Wp, hr, cs, gates, *rest, out_shape=None) -> int:
         dims = rest[-3]
-        return 2 * gates[0] * ntm_step(gates, Wr, Whh, Wp, dims)
+        return 2 * gates[0] * ntm_step(gates, Wc, Wp, dims)
 
     def stack_step(B: int, R: Any, A: Any, D: Any) -> int:
         return 2 * B * (R[0] * R[1] + A[0] * A[1] + D[0] * D[1])

@@ -181,24 +181,22 @@ class NTM(nn.Module):
         memory, reads, w = self._initial_state(B)
         ctrl = self.controller
         if self.controller_kind == "lstm":
-            Wx, Wr, Whh = ctrl.weight_ih[:, :n_in], ctrl.weight_ih[:, n_in:], ctrl.weight_hh
-            bias = ctrl.bias_ih + ctrl.bias_hh
+            Wx, bias = ctrl.weight_ih[:, :n_in], ctrl.bias_ih + ctrl.bias_hh
+            # [Whh | Wr]: one product a step
+            Wc = torch.cat([ctrl.weight_hh, ctrl.weight_ih[:, n_in:]], dim=1)
             h0, c0 = self.h0.expand(B, -1), self.c0.expand(B, -1)
         else:
-            Wx, Wr, Whh, bias = (
-                ctrl.weight[:, :n_in],
-                ctrl.weight[:, n_in:],
-                ctrl.weight.new_zeros(0, self.C),
-                ctrl.bias,
-            )
+            Wx, bias, Wc = ctrl.weight[:, :n_in], ctrl.bias, ctrl.weight[:, n_in:]
             h0 = c0 = x.new_zeros(B, self.C)
-        xp = torch.nn.functional.linear(x.transpose(0, 1), Wx, bias)  # (T, B, G)
+        # (T, B, G); time-major input first: linear over a transposed view is ~2x slower, and its output
+        # would need the copy the loop's contiguity asks for
+        xp = torch.nn.functional.linear(x.transpose(0, 1).contiguous(), Wx, bias)
         dims = [self.N, self.M, self.R, self.W, (self.n_shifts - 1) // 2, int(self.controller_kind == "lstm")]
         hp = self.head_params
-        hs, rs = ntm_loop(
-            ops, dims, self.controller_clip, _EPS, xp, Wr, Whh, hp.weight, hp.bias, memory, reads, w, h0, c0
-        )  # (T, B, C), (T, B, R*M)
-        return self.output(torch.cat([hs, rs], dim=-1)).transpose(0, 1)  # (B, T, hidden)
+        memory = memory.transpose(1, 2)  # (B, M, N): the loops hold the memory slot-minor
+        hr0 = torch.cat([h0, reads], dim=-1)
+        hr = ntm_loop(ops, dims, self.controller_clip, _EPS, xp, Wc, hp.weight, hp.bias, memory, hr0, w, c0)
+        return self.output(hr).transpose(0, 1)  # [h_t | r_t] (T, B, C + R M) -> (B, T, hidden)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The equations step by step through autograd: the specification of the C++ loop, and its fallback."""

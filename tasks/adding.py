@@ -86,6 +86,10 @@ class Adding(Task):
         mask[:, -1] = True
         return Batch(inputs, targets, mask)
 
+    def read_positions(self, batch: Batch) -> torch.Tensor:
+        """The last step, where the sum is read: the loss and the metrics look nowhere else."""
+        return batch.mask
+
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         m = batch.mask
         return ((outputs[m] - batch.targets[m]) ** 2).mean()

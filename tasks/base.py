@@ -66,6 +66,16 @@ class Task:
         """Means over the batch; must include `accuracy` in [0, 1]."""
         raise NotImplementedError
 
+    def read_positions(self, batch: Batch) -> torch.Tensor | None:
+        """Where `loss` and `metrics` read the outputs: a (B, T) bool, or None for everywhere (the default).
+
+        A task that returns positions promises that its loss and metrics, given the outputs and the batch
+        (inputs, targets and mask alike) at a subset of each sequence's steps that holds every one of these
+        positions in their order, give what they give on the whole sequence. Where the positions are few
+        the runner then computes the read-out at that subset only (`seqbench.network.scored_forward`):
+        MQAR scores N of its 4N steps, each through an 8,192-way read-out."""
+        return None
+
     def chance(self, length: int) -> dict[str, float]:
         """What a predictor that ignores the input scores at `length` (drawn as the chance line)."""
         return {}
@@ -91,6 +101,12 @@ class Task:
         return int(torch.randint(lo, hi + 1, (1,), generator=generator, device=generator.device).item())
 
 
+def _own_scoring(task: Task, base: type[Task]) -> bool:
+    """Whether `task` scores with `base`'s own loss and metrics, which read the outputs only at the mask."""
+    cls = type(task)
+    return cls.loss is base.loss and cls.metrics is base.metrics
+
+
 class ClassificationTask(Task):
     """A task whose targets are class indices (B, T) scored where the mask is on: cross-entropy loss,
     `token_accuracy` over the scored positions and the primary `accuracy` = every scored position of a
@@ -99,6 +115,10 @@ class ClassificationTask(Task):
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         m = batch.mask
         return torch.nn.functional.cross_entropy(outputs[m], batch.targets[m])
+
+    def read_positions(self, batch: Batch) -> torch.Tensor | None:
+        """The mask, where this class's loss and metrics score (a subclass overriding either says again)."""
+        return batch.mask if _own_scoring(self, ClassificationTask) else None
 
     @torch.no_grad()
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
@@ -124,6 +144,10 @@ class BitTask(Task):
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         m = batch.mask
         return torch.nn.functional.binary_cross_entropy_with_logits(outputs[m], batch.targets[m])
+
+    def read_positions(self, batch: Batch) -> torch.Tensor | None:
+        """The mask, where this class's loss and metrics score (a subclass overriding either says again)."""
+        return batch.mask if _own_scoring(self, BitTask) else None
 
     @torch.no_grad()
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:

@@ -82,6 +82,10 @@ class InductionHeads(ClassificationTask):
         mask[:, -1] = True
         return Batch(inputs, targets, mask)
 
+    def read_positions(self, batch: Batch) -> torch.Tensor | None:
+        """seqbench's form is scored at its last step only; safari's loss reads every step."""
+        return batch.mask if self.variant == "seqbench" else None
+
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.variant == "seqbench":
             return super().loss(outputs, batch)

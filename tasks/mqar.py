@@ -153,6 +153,10 @@ class MQAR(ClassificationTask):
         mask.scatter_(1, slots, True)
         return Batch(inputs, targets, mask)
 
+    def read_positions(self, batch: Batch) -> torch.Tensor:
+        """The query positions: the loss and both variants' metrics read nothing else."""
+        return batch.mask
+
     @torch.no_grad()
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
         if self.variant == "seqbench":

@@ -68,3 +68,19 @@ def test_python_loops_run_the_reference(use_loops, monkeypatch):
     original = model.reference_forward
     monkeypatch.setattr(model, "reference_forward", lambda x: called.append(1) or original(x))
     assert model(torch.randn(2, 3, 3)).shape == (2, 3, 6) and called
+
+
+@pytest.mark.parametrize("name", ["default", "heads", "feedforward"])
+def test_inference_without_history_matches_the_reference(name, use_loops):
+    """Under no_grad the loop keeps two steps of state, not T + 1: the same outputs as the reference."""
+    use_loops("cpp")
+    torch.manual_seed(2)
+    opts = {"memory_slots": 11, "memory_width": 3, **CONFIGS[name]}
+    model = seqbench.load_model("ntm", 3, 6, **opts).double()
+    with torch.no_grad():
+        model.memory_bias.normal_()
+        x = torch.randn(3, 9, 3, dtype=torch.float64)
+        y_fast = model(x)
+        model.fast = False
+        y_ref = model(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)

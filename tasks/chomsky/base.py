@@ -114,6 +114,11 @@ class ChomskyTask(Task):
         mask = torch.cat([torch.zeros(B, n, dtype=torch.bool, device=dev), scored.bool()], dim=1)
         return Batch(inputs, targets, mask)
 
+    def read_positions(self, batch: Batch) -> torch.Tensor:
+        """The answer steps: the loss reads them all (padding after termination too), the metrics the mask
+        within them."""
+        return (batch.inputs == self.answer) | batch.mask
+
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         answer = batch.inputs == self.answer  # every answer step, padding after termination included
         return torch.nn.functional.cross_entropy(outputs[answer], batch.targets[answer])
