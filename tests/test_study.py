@@ -164,7 +164,10 @@ def test_agreement_counts_model_pairs_ordered_alike():
 
     def pair(model: str, accuracies: list[float], seeds: int = 1) -> Pair:
         p = Pair("copy", model, ladder)
-        p.rungs = [Rung(v, [{"accuracy": a}] * seeds, seeds, ladder) for v, a in zip([1, 2, 3], accuracies)]
+        p.rungs = [
+            Rung(v, [{"accuracy": a}] * seeds, seeds, ladder)
+            for v, a in zip([1, 2, 3], accuracies, strict=False)
+        ]
         return p
 
     full = [pair("a", [1.0, 1.0, 0.2], 3), pair("b", [1.0, 0.5], 3), pair("c", [0.1], 3)]
