@@ -31,6 +31,10 @@ def load(path: str) -> tuple[dict[tuple[str, int, str], dict[str, Any]], dict[st
     return cases, data
 
 
+def fmt(exponent: float | None) -> str:
+    return "-" if exponent is None else f"{exponent:.2f}"
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -114,7 +118,7 @@ def tables(cases: dict[tuple[str, int, str], dict[str, Any]], data: dict[str, An
         out.append(
             f"| {m} | {info['params']:,} | {info['lstm_hidden']} ({info['lstm_params']:,}) | "
             + " | ".join(row)
-            + f" | {target} | {ex:.2f} | {exl:.2f} |"
+            + f" | {target} | {fmt(ex)} | {fmt(exl)} |"
         )
     return "\n".join(out) + "\n"
 
