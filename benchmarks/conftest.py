@@ -22,6 +22,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-length", type=int, default=100, help="sequence length (100)")
     group.addoption("--bench-batch", type=int, default=32, help="batch size (32)")
     group.addoption("--bench-threads", type=int, default=1, help="torch threads (1)")
+    # bench_mixers.py, the backbone mixers' speed targets (issues 14 and 15): off unless asked for
+    group.addoption("--bench-mixers", action="store_true", help="run bench_mixers.py's speed targets")
+    group.addoption("--bench-mixer-lengths", default="100,1000,2000", help="lengths (100,1000,2000)")
+    group.addoption("--bench-mixer-rounds", type=int, default=3, help="rounds (3; halved from T 1000)")
+    group.addoption("--bench-mixer-models", default="", help="comma-separated models (every mixer model)")
 
 
 @pytest.fixture(scope="session")

@@ -72,15 +72,28 @@ def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | 
 class _DiagonalScan(torch.autograd.Function):
     """h_t = a_t ⊙ h_{t-1} + b_t, time-major (T, B, ...), one fused multiply-add per step in each direction
     and no autograd graph per step. Backward (real tensors): G_t = dh_t + a_{t+1} ⊙ G_{t+1},
-    da_t = G_t ⊙ h_{t-1}, db_t = G_t, dh_0 = a_0 ⊙ G_0."""
+    da_t = G_t ⊙ h_{t-1}, db_t = G_t, dh_0 = a_0 ⊙ G_0. On the CPU both loops run in C++
+    (models/csrc/scan_loops.cpp, one vectorised pass over time) where the extension builds; the Python loops
+    below are their specification (`SEQBENCH_LSTM_KERNEL=python` runs them)."""
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        h = torch.empty_like(b)
-        prev = h0
-        for a_t, b_t, h_t in zip(a.unbind(0), b.unbind(0), h.unbind(0), strict=True):
-            torch.addcmul(b_t, a_t, prev, out=h_t)
-            prev = h_t
+        from seqbench.models import cpp_loops
+
+        ops = (
+            cpp_loops.ops_for("diagonal_scan", a.device)
+            if a.dtype in (torch.float32, torch.float64)
+            else None
+        )
+        ctx.ops = ops
+        if ops is not None:
+            h = ops.diagonal_scan_forward(a, b, h0)
+        else:
+            h = torch.empty_like(b)
+            prev = h0
+            for a_t, b_t, h_t in zip(a.unbind(0), b.unbind(0), h.unbind(0), strict=True):
+                torch.addcmul(b_t, a_t, prev, out=h_t)
+                prev = h_t
         ctx.save_for_backward(a, h, h0)
         return h
 
@@ -88,6 +101,9 @@ class _DiagonalScan(torch.autograd.Function):
     def backward(ctx: Any, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a, h, h0 = ctx.saved_tensors
         dh = dh.contiguous()
+        if ctx.ops is not None:
+            da, G, dh0 = ctx.ops.diagonal_scan_backward(a, h, h0, dh)
+            return da, G, dh0
         G = torch.empty_like(dh)
         nxt = torch.zeros_like(h0)
         a_next = [*a.unbind(0)[1:], torch.zeros_like(h0)]

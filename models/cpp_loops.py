@@ -1,6 +1,7 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
-`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN).
+`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN;
+`scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU, minLSTM and Mamba, `common.diagonal_scan`).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 

@@ -57,11 +57,16 @@ class LRUMixer(Mixer):
         return torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log))
 
     def _input(self, u: torch.Tensor) -> torch.Tensor:  # (..., d) -> (..., N) complex: γ ⊙ (B u)
-        B = torch.view_as_complex(self.B) * torch.exp(self.gamma_log).unsqueeze(1)
-        return u.to(B.dtype) @ B.transpose(0, 1)
+        # one real product with the real and imaginary rows interleaved, read as complex without a copy
+        # (version 1 cast u to complex first: a complex product costs four real ones)
+        B = torch.view_as_real(torch.view_as_complex(self.B) * torch.exp(self.gamma_log).unsqueeze(1))
+        Bu = u @ B.transpose(1, 2).flatten(0, 1).transpose(0, 1)  # (..., 2N): Re, Im interleaved
+        return torch.view_as_complex(Bu.unflatten(-1, (self.N, 2)))
 
     def _read(self, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # Re(C h) + D u
-        return (h @ torch.view_as_complex(self.C).transpose(0, 1)).real + self.D * u
+        # Re(C h) = C_r h_r - C_i h_i: one real product over h's interleaved real and imaginary parts
+        C = torch.stack([self.C[..., 0], -self.C[..., 1]], -1).flatten(1)  # (d, 2N)
+        return torch.view_as_real(h).flatten(-2) @ C.transpose(0, 1) + self.D * u
 
     def initial_state(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> State:
         return (torch.zeros(batch, self.N, device=device, dtype=complex_dtype(dtype)),)
@@ -92,3 +97,4 @@ class LRUMixer(Mixer):
 
 class LRU(MixerModel):
     mixer = LRUMixer
+    version = 2  # 2: real matrix products in and out (equal in float64; float32 rounding differs)

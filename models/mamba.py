@@ -102,9 +102,10 @@ class MambaMixer(Mixer):
         x, z, dt, Bm, Cm = self._inputs(u)
         A = -torch.exp(self.A_log)
         h, ys = state[0], []
-        series = [t.transpose(0, 1) for t in (dt, x, Bm, Cm)]  # time-major, (T, B, ·)
-        for s in range(0, u.shape[1], self.chunk):
-            parts = [t[s : s + self.chunk] for t in series]
+        # time-major (T, B, ·), cut with split, never t[s : s + chunk]: each slice's backward would write a
+        # full-size zero tensor, quadratic in T (PERF-NOTES); that was two thirds of version 1's train step
+        series = [t.transpose(0, 1).split(self.chunk) for t in (dt, x, Bm, Cm)]
+        for parts in zip(*series, strict=True):
             if parts[0].numel() * self.N > _RECOMPUTE_ABOVE and torch.is_grad_enabled():
                 y, h = checkpoint(_selective_chunk, h, *parts, A, use_reentrant=False)
             else:

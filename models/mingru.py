@@ -8,10 +8,13 @@ The GRU with its gates read from the input only, so that the recurrence is linea
     h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
     y_t = W_o h_t                            (W_o only when expand > 1, as in the paper's expansion)
 
-Parallel form: the paper's log-space scan (its Listing "minGRU log-space"): log(1 - z_t) = -softplus(k_t),
-log z_t = -softplus(-k_t), log g(v) = log(v + ½) or -softplus(-v), and h = exp(log_space_scan(...)).
-A state carried over from earlier steps enters linearly, h_t += Π_{s≤t}(1 - z_s) ⊙ h_0 (lucidrains'
-package, whose log-space form took log h_0, disagreed with its sequential form in that case: its issue #9). The
+Parallel form: the linear-space diagonal scan (`diagonal_scan`: one fused multiply-add per step with a
+hand-written backward), h_t = a_t ⊙ h_{t-1} + b_t with a_t = 1 - z_t and b_t = z_t ⊙ h̃_t, computed for all t
+at once. Since a_t ∈ (0, 1) and b_t > 0 this is the recurrence itself, stable in linear space, and much
+cheaper than the paper's log-space scan (its Listing "minGRU log-space", `log_space_scan` here: a logcumsumexp,
+an exp and a log per element, forward and backward; version 1 of this model used it). A state carried over
+from earlier steps is the scan's h_0 (lucidrains' package, whose log-space form took log h_0, disagreed with
+its sequential form in that case: its issue #9). The
 variant is the paper's minGRU with the positive g (its log-space version) and no bias, as in its code.
 Recurrent form: the three equations above, one step at a time; state h (B, expand·d).
 """
@@ -19,12 +22,11 @@ Recurrent form: the three equations above, one step at a time; state h (B, expan
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.backbone import Mixer, MixerModel, State
-from seqbench.models.common import g, log_g, log_space_scan
+from seqbench.models.common import diagonal_scan, g
 
 
 class MinGRUMixer(Mixer):
@@ -47,7 +49,8 @@ class MinGRUMixer(Mixer):
 
     def _scan(self, x: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
         k, v = self.to_gate_and_hidden(x).chunk(2, -1)  # (B, T, inner) each
-        return log_space_scan(-F.softplus(k), -F.softplus(-k) + log_g(v), h0)
+        z = torch.sigmoid(k)
+        return diagonal_scan(1 - z, z * g(v), h0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self._scan(x, None))
@@ -59,3 +62,4 @@ class MinGRUMixer(Mixer):
 
 class MinGRU(MixerModel):
     mixer = MinGRUMixer
+    version = 2  # 2: the linear-space scan (equal in float64; float32 rounding differs from version 1's)

@@ -10,9 +10,12 @@ scaling", its §3.2.3):
     h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
     y_t = W_o h_t                            (W_o only when expand > 1)
 
-Parallel form: the paper's log-space scan: with δ = softplus(-k_f) - softplus(-k_i),
-log f' = -softplus(δ), log i' = -softplus(-δ), then log_space_scan. A carried-over state enters linearly,
-h_t += Π_{s≤t} f'_s ⊙ h_0. Recurrent form: the equations above, one step at a time; state h (B, expand·d).
+Parallel form: the linear-space diagonal scan (`diagonal_scan`, as minGRU) of h_t = f'_t ⊙ h_{t-1} +
+i'_t ⊙ h̃_t, exact since f' ∈ (0, 1) and the recurrence is the scan itself; f' = σ(-δ), i' = σ(δ) with
+δ = softplus(-k_f) - softplus(-k_i) (= log i - log f, so that f' = f / (f + i) without forming f + i).
+Version 1 used the paper's log-space scan (`log_space_scan`: log f' = -softplus(δ), log i' = -softplus(-δ)),
+much slower. A carried-over state is the scan's h_0. Recurrent form: the equations above, one step at a
+time; state h (B, expand·d).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.backbone import Mixer, MixerModel, State
-from seqbench.models.common import g, log_g, log_space_scan
+from seqbench.models.common import diagonal_scan, g
 
 
 class MinLSTMMixer(Mixer):
@@ -46,8 +49,8 @@ class MinLSTMMixer(Mixer):
 
     def _scan(self, x: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
         kf, ki, v = self.to_gates_and_hidden(x).chunk(3, -1)  # (B, T, inner) each
-        delta = F.softplus(-kf) - F.softplus(-ki)
-        return log_space_scan(-F.softplus(delta), -F.softplus(-delta) + log_g(v), h0)
+        delta = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
+        return diagonal_scan(torch.sigmoid(-delta), torch.sigmoid(delta) * g(v), h0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self._scan(x, None))
@@ -59,3 +62,4 @@ class MinLSTMMixer(Mixer):
 
 class MinLSTM(MixerModel):
     mixer = MinLSTMMixer
+    version = 2  # 2: the linear-space scan (equal in float64; float32 rounding differs from version 1's)

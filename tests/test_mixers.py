@@ -130,10 +130,16 @@ def test_short_conv_is_an_option_and_zero_switches_it_off(name):
     assert n == 4 * H * len(with_conv.blocks)
 
 
+@pytest.mark.parametrize("kernel", ["cpp", "python"])
 @pytest.mark.parametrize("time_major", [False, True])
-def test_diagonal_scan_matches_its_loop_and_gradcheck(time_major):
+def test_diagonal_scan_matches_its_loop_and_gradcheck(time_major, kernel, monkeypatch):
+    """Both implementations of the scan (the C++ loops, models/csrc/scan_loops.cpp, and the Python loops):
+    `auto` falls back to Python where the extension does not build, so `cpp` is required here."""
     from seqbench.models.common import diagonal_scan
+    from seqbench.provenance import kernels, reset_kernels
 
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", kernel)
+    reset_kernels()
     torch.manual_seed(0)
     shape = (5, 2, 3) if time_major else (2, 5, 3)
     a = torch.rand(shape, dtype=torch.double, requires_grad=True)
@@ -149,6 +155,7 @@ def test_diagonal_scan_matches_its_loop_and_gradcheck(time_major):
     assert torch.autograd.gradcheck(
         lambda a, b, h0: diagonal_scan(a, b, h0, time_major=time_major), (a, b, h0)
     )
+    assert ("diagonal_scan=python" in kernels()) == (kernel == "python")
 
 
 @pytest.mark.parametrize("name", recurrent_models())
