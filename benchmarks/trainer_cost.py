@@ -11,6 +11,9 @@ n = 128..2048, without the memory-against-T part:
     python benchmarks/trainer_cost.py --trainers bptt uoro --hidden 128 256 512 1024 2048 \
         --memory-lengths --out results/reference/literature/trainer-cost-bptt-large.md
 
+and the repeats in trainer-cost-rtrl-384.md (--hidden 192 256 384), trainer-cost-rtrl-512.md (--hidden 256 384
+512, about 4.3 GB peak) and trainer-cost-bptt-rerun.md (--trainers uoro bptt --hidden 512 1024 2048).
+
 An Elman RNN (`rnn`) on the adding task's inputs (2 channels), batch 4, one torch thread. Per width n, one
 training batch of T steps is timed (median of `--rounds`, after one warm-up) and divided by T. Memory: the
 bytes autograd saves for backward (BPTT; counted with saved_tensors_hooks, exact) and the influence
