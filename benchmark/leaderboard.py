@@ -208,8 +208,9 @@ def board_table(
         row += [fmt(r["accuracy_std"], ".3f")] if terminal else []
         row += [fmt(r.get("accuracy_max_over_seeds"), ".3f")]
         row += [fmt(r.get(c), ".2f" if terminal else ".3f") for c in by_length]
+        # ".0f": the horizon column is float where some configuration has none (all its seeds failed)
         row += [
-            fmt(r.get("horizon"), "d"),
+            fmt(r.get("horizon"), ".0f"),
             f"{r['solved']}/{r['seeds']}",
             fmt(r["steps_to_solve"], ".0f"),
             fmt(r["train_tokens_per_s"], ",.0f"),

@@ -449,6 +449,9 @@ def collect(results_dir: str | Path, tasks: list[str] | None = None) -> list[Sec
             if fig is not None:
                 sec.figures.append(fig)
         sections.append(sec)
+    from seqbench.report_trainers import horizon_sections  # it builds on this module's Figure and Section
+
+    sections += horizon_sections(runs)
     bench = read_bench(results_dir)
     if not bench.empty:
         sections.append(

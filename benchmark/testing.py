@@ -133,6 +133,87 @@ def check_stateful(
         h_fresh, _ = stateful.run_segment(model, x[:, length // 2 :], stateful.initial(model, B, x))
         if length // 2 > 0:
             _require(not torch.allclose(h_other, h_fresh), f"{name}: ignores the state it is given")
+    _check_stateful_gradients(model, x, whole, name)
+
+
+def _check_stateful_gradients(model: Any, x: torch.Tensor, whole: torch.Tensor, name: str) -> None:
+    """The gradients, of the input and of every parameter, in float64:
+    - two halves with the state carried, not detached (truncated BPTT with k1 < k2 runs its windows so),
+      equal one run: `forward` through the outputs, and one segment through the outputs and the final state;
+    - from a carried state that needs no gradient (where a truncated-BPTT window starts), `forward_state`
+      equals a loop over `step`, where the model has one: a fast path that assumes a zero start is caught."""
+    from seqbench import stateful
+
+    B, t = x.shape[0], x.shape[1] // 2
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(whole.shape, generator=g, dtype=whole.dtype)
+    s_end = stateful.run_segment(model, x, stateful.initial(model, B, x))[1]
+    v = [torch.randn(_real(a).shape, generator=g, dtype=_real(a).dtype) for a in s_end]
+
+    def grads(run, x_in: torch.Tensor, w_out: torch.Tensor, with_state: bool) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        xg = x_in.clone().requires_grad_(True)
+        h, s = run(xg)
+        loss = (h * w_out).sum()
+        if with_state:
+            loss = loss + sum((_real(a) * b).sum() for a, b in zip(s, v, strict=True))
+        loss.backward()
+        out = [xg.grad if xg.grad is not None else torch.zeros_like(xg)]
+        return out + [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+    def halves(xg):
+        h1, s = stateful.run_segment(model, xg[:, :t], stateful.initial(model, B, xg))
+        h2, s = stateful.run_segment(model, xg[:, t:], s)
+        return torch.cat([h1, h2], 1), s
+
+    def one_segment(xg):
+        return stateful.run_segment(model, xg, stateful.initial(model, B, xg))
+
+    checks = [
+        (
+            "two halves with the state carried",
+            "forward",
+            grads(lambda xg: (model(xg), ()), x, w, False),
+            grads(halves, x, w, False),
+        ),
+        (
+            "two halves with the state carried",
+            "one segment (and its final state)",
+            grads(one_segment, x, w, True),
+            grads(halves, x, w, True),
+        ),
+    ]
+    if callable(getattr(model, "step", None)):
+        with torch.no_grad():
+            s_mid = stateful.run_segment(model, x[:, :t], stateful.initial(model, B, x))[1]
+
+        def by_step(xg):
+            outs, state = [], s_mid
+            for x_t in xg.unbind(1):
+                h_t, state = model.step(x_t, state)
+                outs.append(h_t)
+            return torch.stack(outs, 1), state
+
+        checks.append(
+            (
+                "forward_state from a carried state",
+                "a loop over step",
+                grads(by_step, x[:, t:], w[:, t:], True),
+                grads(lambda xg: stateful.run_segment(model, xg, s_mid), x[:, t:], w[:, t:], True),
+            )
+        )
+    names = ["the input", *(n for n, _ in model.named_parameters())]
+    for what, against, ref, got in checks:
+        for n, a, b in zip(names, ref, got, strict=True):
+            _require(
+                torch.allclose(a, b, atol=1e-9),
+                f"{name}: the gradient of {n} through {what} != through {against}",
+            )
+
+
+def _real(a: torch.Tensor) -> torch.Tensor:
+    """A complex state as its real and imaginary parts (a loss must be real)."""
+    return torch.view_as_real(a) if a.is_complex() else a
 
 
 def _generator(seed: int) -> torch.Generator:

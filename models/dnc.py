@@ -16,6 +16,10 @@ heads and one write head, at every step (all sequences of the batch at once; no 
 C(M, k, β) = softmax_i(β cos(k, M_i)). Strengths go through oneplus (1 + softplus), gates and erase through σ,
 read modes π through a softmax over (backward, content, forward). The module's output is a linear map of
 [controller output, r_t] (the paper's v_t + W_r r_t, merged into one read-out).
+
+Stateful protocol (`seqbench.stateful`): the state is (h, c, M, L, u, p, w^w, w^r, r), batch first; `forward` is
+`forward_state` from the learned initial controller state and an empty memory, and `forward_state` a loop over
+`step`, the equations above (all differentiable ops).
 """
 
 from __future__ import annotations
@@ -107,37 +111,62 @@ class DNC(nn.Module):
             torch.softmax(modes.view(B, R, 3), dim=-1),  # backward, content, forward
         ]
 
+    def _start(self, B: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(h, c, memory, links, usage, precedence, w_write, w_read, reads): the controller from its learned
+        initial state, everything else zero."""
+        N, W, R = self.N, self.W, self.R
+        z = like.new_zeros
+        h, c = self.h0.expand(B, -1), self.c0.expand(B, -1)
+        return h, c, z(B, N, W), z(B, N, N), z(B, N), z(B, N), z(B, N), z(B, R, N), z(B, R * W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, hidden)
-        B, N, W, R = x.shape[0], self.N, self.W, self.R
-        z = x.new_zeros
-        memory, links = z(B, N, W), z(B, N, N)
-        usage, precedence, w_write = z(B, N), z(B, N), z(B, N)
-        w_read, reads = z(B, R, N), z(B, R * W)
-        state = (self.h0.expand(B, -1), self.c0.expand(B, -1))
+        return self.forward_state(x, self._start(x.shape[0], x))[0]
+
+    # -- the stateful protocol (seqbench.stateful) ----------------------------------------------------------
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """The state `forward` starts from (see `_start`); h and c are the learned initial controller state,
+        a function of its parameters (a trainer that starts a window detaches it)."""
+        like = self.h0.to(device=device, dtype=dtype)
+        return tuple(
+            s.to(device=like.device, dtype=like.dtype).contiguous() for s in self._start(batch_size, like)
+        )
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         outputs = []
         for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing makes backward quadratic in T
-            state = self.controller(torch.cat([x_t, reads], dim=-1), state)
-            h = state[0]
-            rk, rs, wk, ws, erase, wv, free, ga, gw, modes = self._interface(h)
+            out, state = self.step(x_t, state)
+            outputs.append(out)
+        return torch.stack(outputs, dim=1), state
 
-            retention = 1 - free[:, 0:1] * w_read[:, 0]  # Π over the few read heads (B, N); a loop,
-            for r in range(1, R):  # as torch.prod's backward is slow
-                retention = retention * (1 - free[:, r : r + 1] * w_read[:, r])
-            usage = (usage + w_write - usage * w_write) * retention
-            alloc = allocation_weights(usage)
-            w_content = content_weights(memory, wk, ws).squeeze(1)  # (B, N)
-            w_write = gw * (ga * alloc + (1 - ga) * w_content)
-            memory = memory * (1 - w_write.unsqueeze(-1) * erase.unsqueeze(1)) + w_write.unsqueeze(
-                -1
-            ) * wv.unsqueeze(1)
-            links, precedence = update_links(links, precedence, w_write)
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One step of the Methods' equations, x_t (B, I) -> (B, hidden)."""
+        h, c, memory, links, usage, precedence, w_write, w_read, reads = state
+        B, R, W = x_t.shape[0], self.R, self.W
+        h, c = self.controller(torch.cat([x_t, reads], dim=-1), (h, c))
+        rk, rs, wk, ws, erase, wv, free, ga, gw, modes = self._interface(h)
 
-            forward_w = torch.bmm(w_read, links.transpose(1, 2))  # (L w)_i = Σ_j L[i,j] w_j, per head
-            backward_w = torch.bmm(w_read, links)  # (Lᵀ w)
-            read_content = content_weights(memory, rk, rs)  # (B, R, N)
-            w_read = (
-                modes[..., 0:1] * backward_w + modes[..., 1:2] * read_content + modes[..., 2:3] * forward_w
-            )
-            reads = torch.bmm(w_read, memory).reshape(B, R * W)
-            outputs.append(self.output(torch.cat([h, reads], dim=-1)))
-        return torch.stack(outputs, dim=1)
+        retention = 1 - free[:, 0:1] * w_read[:, 0]  # Π over the few read heads (B, N); a loop,
+        for r in range(1, R):  # as torch.prod's backward is slow
+            retention = retention * (1 - free[:, r : r + 1] * w_read[:, r])
+        usage = (usage + w_write - usage * w_write) * retention
+        alloc = allocation_weights(usage)
+        w_content = content_weights(memory, wk, ws).squeeze(1)  # (B, N)
+        w_write = gw * (ga * alloc + (1 - ga) * w_content)
+        memory = memory * (1 - w_write.unsqueeze(-1) * erase.unsqueeze(1)) + w_write.unsqueeze(
+            -1
+        ) * wv.unsqueeze(1)
+        links, precedence = update_links(links, precedence, w_write)
+
+        forward_w = torch.bmm(w_read, links.transpose(1, 2))  # (L w)_i = Σ_j L[i,j] w_j, per head
+        backward_w = torch.bmm(w_read, links)  # (Lᵀ w)
+        read_content = content_weights(memory, rk, rs)  # (B, R, N)
+        w_read = modes[..., 0:1] * backward_w + modes[..., 1:2] * read_content + modes[..., 2:3] * forward_w
+        reads = torch.bmm(w_read, memory).reshape(B, R * W)
+        out = self.output(torch.cat([h, reads], dim=-1))
+        return out, (h, c, memory, links, usage, precedence, w_write, w_read, reads)

@@ -15,6 +15,12 @@ layout of the shared LSTM cell, and like it runs its time loops in C++ on the CP
 same extension, built on first use; `SEQBENCH_LSTM_KERNEL` chooses as there). The Python loops below are the
 fallback and the specification; `implementation="reference"` runs the plain autograd loop they are tested
 against. The input projections of all steps are one product before the loop.
+
+Stateful protocol (`seqbench.stateful`): the state is (h,), (B, layers, H). `forward_state` runs the fast
+recurrence from a given h_0 that needs no gradient (the state a truncated-BPTT window starts from is
+detached, and so is a stream's); the loops send no gradient to h_0 (it is zero in `forward`), so a state that
+needs one (windows chained with the gradient carried) runs the reference equations instead. `step` is the
+reference equations for one step.
 """
 
 from __future__ import annotations
@@ -83,14 +89,18 @@ def steps(device: torch.device) -> tuple[Callable[..., None], Callable[..., None
 
 class _ChoRecurrence(torch.autograd.Function):
     """One layer with a hand-written backward. In: x (T, B, I); W (3H, I), b_ih, b_hh (3H), U (3H, H) in
-    nn.GRU's layout. Out: h (T, H, B)."""
+    nn.GRU's layout; h0 (B, H) or None (zero), which gets no gradient. Out: h (T, H, B)."""
 
     @staticmethod
-    def forward(ctx, x, W, b_ih, b_hh, U):
+    def forward(ctx, x, W, b_ih, b_hh, U, h0=None):
         T, B, _ = x.shape
         H = U.shape[1]
+        if h0 is not None and h0.requires_grad:
+            raise RuntimeError("gru_cho's fast recurrence sends no gradient to h0: run the reference with it")
         xs = torch.baddbmm((b_ih + b_hh).unsqueeze(1), W.expand(T, -1, -1), x.transpose(1, 2))  # (T, 3H, B)
         hs, rhs = x.new_zeros(T + 1, H, B), x.new_empty(T, H, B)
+        if h0 is not None:
+            hs[0] = h0.t()
         fwd, _ = steps(x.device)
         fwd(xs, U, hs, rhs)
         ctx.save_for_backward(x, W, U, xs, hs, rhs)
@@ -113,7 +123,7 @@ class _ChoRecurrence(torch.autograd.Function):
         dx = torch.matmul(W.t(), dA).transpose(1, 2) if ctx.needs_input_grad[0] else None
         dW = torch.tensordot(dA, x, dims=([0, 2], [0, 1]))
         db = dA.sum((0, 2))
-        return dx, dW, db, db, dU
+        return dx, dW, db, db, dU, None
 
 
 class _Layer(nn.Module):
@@ -126,23 +136,27 @@ class _Layer(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(3 * H).uniform_(-k, k))
         self.bias_hh = nn.Parameter(torch.empty(3 * H).uniform_(-k, k))
 
-    def fast(self, x: torch.Tensor) -> torch.Tensor:
-        """x (T, B, I) -> h (T, H, B): the hand-written recurrence."""
-        return _ChoRecurrence.apply(x, self.weight_ih, self.bias_ih, self.bias_hh, self.weight_hh)
+    def fast(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """x (T, B, I) -> h (T, H, B): the hand-written recurrence, from h0 (B, H) that needs no gradient."""
+        return _ChoRecurrence.apply(x, self.weight_ih, self.bias_ih, self.bias_hh, self.weight_hh, h0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reference: the equations step by step through autograd. x (T, B, I) -> h (T, B, H)."""
+    def cell(self, xp_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step from the input projection xp_t = W x_t + b_ih (B, 3H) and h_{t-1} (B, H)."""
         H = self.H
-        xp = torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)  # (T, B, 3H)
         U_ru, U_n = self.weight_hh[: 2 * H], self.weight_hh[2 * H :]
         b_ru, b_n = self.bias_hh[: 2 * H], self.bias_hh[2 * H :]
-        h = x.new_zeros(x.shape[1], H)
+        x_ru, x_n = xp_t[:, : 2 * H], xp_t[:, 2 * H :]
+        r, u = torch.sigmoid(torch.addmm(x_ru + b_ru, h, U_ru.t())).chunk(2, dim=-1)
+        n = torch.tanh(torch.addmm(x_n + b_n, r * h, U_n.t()))
+        return n + u * (h - n)  # u ⊙ h + (1 - u) ⊙ n
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """The reference: the equations step by step through autograd. x (T, B, I) -> h (T, B, H)."""
+        xp = torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)  # (T, B, 3H)
+        h = x.new_zeros(x.shape[1], self.H) if h0 is None else h0
         out = []
         for xp_t in xp.unbind(0):  # unbind, not xp[t]: indexing makes backward quadratic in T
-            x_ru, x_n = xp_t[:, : 2 * H], xp_t[:, 2 * H :]
-            r, u = torch.sigmoid(torch.addmm(x_ru + b_ru, h, U_ru.t())).chunk(2, dim=-1)
-            n = torch.tanh(torch.addmm(x_n + b_n, r * h, U_n.t()))
-            h = n + u * (h - n)  # u ⊙ h + (1 - u) ⊙ n
+            h = self.cell(xp_t, h)
             out.append(h)
         return torch.stack(out)
 
@@ -173,3 +187,30 @@ class GRUCho(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return h.transpose(0, 1)
+
+    # -- the stateful protocol (seqbench.stateful) ----------------------------------------------------------
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        w = self.layers[0].weight_hh
+        H, L = w.shape[1], len(self.layers)
+        return (torch.zeros(batch_size, L, H, device=device or w.device, dtype=dtype or w.dtype),)
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # (B, I) -> (B, H)
+        hs, inp = [], x_t
+        for k, layer in enumerate(self.layers):
+            inp = layer.cell(torch.nn.functional.linear(inp, layer.weight_ih, layer.bias_ih), state[0][:, k])
+            hs.append(inp)
+        return inp, (torch.stack(hs, 1),)
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h, last = x.transpose(0, 1), []
+        fast = self.fast and not state[0].requires_grad  # the loops send h0 no gradient
+        for k, layer in enumerate(self.layers):
+            h = layer.fast(h, state[0][:, k]).transpose(1, 2) if fast else layer(h, state[0][:, k])
+            last.append(h[-1])
+        return h.transpose(0, 1), (torch.stack(last, 1),)

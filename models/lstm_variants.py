@@ -8,6 +8,12 @@ variant="np" is the same equations on this cell, which is how the cell is checke
 
 Greff's finding: no variant beats vanilla significantly; removing the forget gate or the output activation
 hurts most; CIFG and NP cost nothing.
+
+Stateful protocol (`seqbench.stateful`): the state is (y, c), each (B, layers, H), and under FGR also the
+previous step's gates [i, f, o] (B, layers, 3H), zero at the start, as `forward` assumes. `forward_state` runs
+the fast recurrence from (y, c), which carries the gradient into and out of both; FGR's fast recurrence
+neither takes nor returns the gate state, so under FGR (and with implementation="reference") it is a loop
+over `step`. `step` writes the cell's equations (`lstm_cell._step`) with differentiable ops, for RTRL and UORO.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.common import RecurrentInit, init_recurrent
-from seqbench.models.lstm_cell import VARIANTS, recurrence, reference_forward
+from seqbench.models.lstm_cell import VARIANTS, _pad_gate_input, _split, _step, recurrence, reference_forward
+
+State = tuple[torch.Tensor, ...]
 
 
 class _Layer(nn.Module):
@@ -53,6 +62,24 @@ class _Layer(nn.Module):
     def peep_all(self) -> torch.Tensor:
         zero = self.bias.new_zeros(self.H)
         return torch.stack([self.peepholes[g] if g in self.peep_names else zero for g in ("i", "f", "o")])
+
+    def run(self, x: torch.Tensor, y0: torch.Tensor, c0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast recurrence from (y0, c0) (B, H) each: x (T, B, I) -> y (T, B, H) and the last c (B, H).
+        Not for FGR, whose gate state the recurrence does not carry."""
+        W, b, R, G, peep = self.weight_ih, self.bias, self.weight_hh, self.weight_gg, self.peep_all()
+        ys, c = recurrence(self.v, x, W, b, R, G, peep, y0, c0)
+        return ys.transpose(1, 2), c
+
+    def step(
+        self, x_t: torch.Tensor, y: torch.Tensor, c: torch.Tensor, g: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One step of the equations, x_t (B, I) -> (y, c, gates [i, f, o] under FGR else None)."""
+        a = F.linear(x_t, self.weight_ih, self.bias) + F.linear(y, self.weight_hh)
+        if g is not None:
+            a = a + _pad_gate_input(F.linear(g, self.weight_gg))
+        peep = dict(zip("ifo", self.peep_all(), strict=True))
+        i, f, _, c, _, o, y = _step(self.v, _split(a, self.v.blocks()), c, peep)
+        return y, c, (torch.cat([i, f, o], dim=-1) if g is not None else None)
 
     def forward(self, x: torch.Tensor, impl: str = "fast") -> torch.Tensor:  # x (T, B, I) -> (T, B, H)
         zeros = x.new_zeros(x.shape[1], self.H)
@@ -106,6 +133,42 @@ class LSTMVariant(nn.Module):
         for layer in self.layers:
             h = layer(h, self.implementation)
         return h.transpose(0, 1)
+
+    # -- the stateful protocol (seqbench.stateful) ----------------------------------------------------------
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        w = self.layers[0].weight_hh
+        H, L = w.shape[1], len(self.layers)
+        z = torch.zeros(batch_size, L, H, device=device or w.device, dtype=dtype or w.dtype)
+        gates = (torch.zeros(batch_size, L, 3 * H, device=z.device, dtype=z.dtype),)
+        return (z, z.clone(), *(gates if VARIANTS[self.variant].gate_recurrence else ()))
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:  # (B, I) -> (B, H)
+        ys, cs, gs = [], [], []
+        inp = x_t
+        for k, layer in enumerate(self.layers):
+            g = state[2][:, k] if len(state) > 2 else None
+            inp, c, g = layer.step(inp, state[0][:, k], state[1][:, k], g)
+            ys.append(inp)
+            cs.append(c)
+            gs.append(g)
+        new = (torch.stack(ys, 1), torch.stack(cs, 1))
+        return inp, ((*new, torch.stack(gs, 1)) if len(state) > 2 else new)
+
+    def forward_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if len(state) > 2 or self.implementation != "fast":  # FGR, or the reference: a loop over step
+            outs = []
+            for x_t in x.unbind(1):  # unbind, not x[:, t] (PERF-NOTES)
+                h, state = self.step(x_t, state)
+                outs.append(h)
+            return torch.stack(outs, 1), state
+        h, ys, cs = x.transpose(0, 1), [], []
+        for k, layer in enumerate(self.layers):
+            h, c = layer.run(h, state[0][:, k], state[1][:, k])
+            ys.append(h[-1])
+            cs.append(c)
+        return h.transpose(0, 1), (torch.stack(ys, 1), torch.stack(cs, 1))
 
 
 def _named(variant: str, doc: str) -> type[LSTMVariant]:

@@ -20,6 +20,12 @@ loop (`reference_forward`, `implementation="reference"`) is the specification; b
 whole time loop runs in C++ with a hand-written backward (ntm_loops.py, csrc/ntm_loops.cpp), equal to it in
 float64 (tests/test_ntm_fast.py).
 The module maps (B, T, input) to (B, T, hidden_size): a linear map of [controller output, read vectors].
+
+Stateful protocol (`seqbench.stateful`): the state is (memory, read vectors, weightings[, controller h, c]),
+starting from the learned initial state. `step` is the reference equations for one step; `forward_state`
+runs them step by step through autograd (the C++ backward takes no gradient into the final memory, so a
+window whose final state is carried with its gradient could not use it), and the C++ loop when no gradient
+is recorded (evaluating a stream). So truncated BPTT on the NTM trains at the reference loop's speed.
 """
 
 from __future__ import annotations
@@ -174,24 +180,32 @@ class NTM(nn.Module):
             return self._forward_loop(ops, x)
         return self.reference_forward(x)
 
-    def _forward_loop(self, ops, x: torch.Tensor) -> torch.Tensor:
-        """The C++ loop (ntm_loops.py): the controller's input projection of all steps in one product, then
-        the recurrence with its hand-written backward, then the read-out of all steps in one product."""
-        B, n_in = x.shape[0], x.shape[2]
-        memory, reads, w = self._initial_state(B)
+    def _loop_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """The C++ loop's inputs: the input projection of every step in one product (xp (T, B, G)), the
+        controller's recurrent and read columns as one matrix ([Whh | Wr]: one product a step) and dims."""
+        n_in = x.shape[2]
         ctrl = self.controller
         if self.controller_kind == "lstm":
             Wx, bias = ctrl.weight_ih[:, :n_in], ctrl.bias_ih + ctrl.bias_hh
-            # [Whh | Wr]: one product a step
             Wc = torch.cat([ctrl.weight_hh, ctrl.weight_ih[:, n_in:]], dim=1)
-            h0, c0 = self.h0.expand(B, -1), self.c0.expand(B, -1)
         else:
             Wx, bias, Wc = ctrl.weight[:, :n_in], ctrl.bias, ctrl.weight[:, n_in:]
-            h0 = c0 = x.new_zeros(B, self.C)
-        # (T, B, G); time-major input first: linear over a transposed view is ~2x slower, and its output
-        # would need the copy the loop's contiguity asks for
+        # time-major input first: linear over a transposed view is ~2x slower, and its output would need the
+        # copy the loop's contiguity asks for
         xp = torch.nn.functional.linear(x.transpose(0, 1).contiguous(), Wx, bias)
         dims = [self.N, self.M, self.R, self.W, (self.n_shifts - 1) // 2, int(self.controller_kind == "lstm")]
+        return xp, Wc, dims
+
+    def _forward_loop(self, ops, x: torch.Tensor) -> torch.Tensor:
+        """The C++ loop (ntm_loops.py): the controller's input projection of all steps in one product, then
+        the recurrence with its hand-written backward, then the read-out of all steps in one product."""
+        B = x.shape[0]
+        memory, reads, w = self._initial_state(B)
+        if self.controller_kind == "lstm":
+            h0, c0 = self.h0.expand(B, -1), self.c0.expand(B, -1)
+        else:
+            h0 = c0 = x.new_zeros(B, self.C)
+        xp, Wc, dims = self._loop_inputs(x)
         hp = self.head_params
         memory = memory.transpose(1, 2)  # (B, M, N): the loops hold the memory slot-minor
         hr0 = torch.cat([h0, reads], dim=-1)
@@ -200,30 +214,78 @@ class NTM(nn.Module):
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The equations step by step through autograd: the specification of the C++ loop, and its fallback."""
-        B = x.shape[0]
+        return self._reference(x, self._start(x.shape[0]))[0]
+
+    def _start(self, B: int) -> tuple[torch.Tensor, ...]:
+        """The learned initial state, expanded to the batch: (memory, reads, w[, h, c])."""
         memory, reads, w = self._initial_state(B)
         if self.controller_kind == "lstm":
-            state = (self.h0.expand(B, -1), self.c0.expand(B, -1))
+            return memory, reads, w, self.h0.expand(B, -1), self.c0.expand(B, -1)
+        return memory, reads, w
+
+    def _reference(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         outputs = []
         for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing makes backward quadratic in T
-            ctrl_in = torch.cat([x_t, reads], dim=-1)
-            if self.controller_kind == "lstm":
-                state = self.controller(ctrl_in, state)
-                h = state[0]
-            else:
-                h = torch.tanh(self.controller(ctrl_in))
-            p = self.head_params(h)
-            if self.controller_clip > 0:
-                p = p.clamp(-self.controller_clip, self.controller_clip)
-            key, beta, gate, shift, gamma, erase, add = self._split(p)
-            w = address(memory, w, key, beta, gate, shift, gamma)  # (B, R+W, N)
-            w_read, w_write = w[:, : self.R], w[:, self.R :]
-            read_vectors = torch.bmm(w_read, memory)  # (B, R, M), before this step's write
-            reads = read_vectors.reshape(B, -1)
-            for h_w in range(self.W):
-                # Erase then add, head after head: M ⊙ (1 - w e^T) + w a^T. (A loop over the few write
-                # heads: torch.prod over heads has a slow backward.)
-                w_h = w_write[:, h_w].unsqueeze(-1)  # (B, N, 1)
-                memory = memory * (1 - w_h * erase[:, h_w].unsqueeze(1)) + w_h * add[:, h_w].unsqueeze(1)
-            outputs.append(self.output(torch.cat([h, reads], dim=-1)))
-        return torch.stack(outputs, dim=1)  # (B, T, hidden)
+            out, state = self.step(x_t, state)
+            outputs.append(out)
+        return torch.stack(outputs, dim=1), state  # (B, T, hidden)
+
+    # -- the stateful protocol (seqbench.stateful) ----------------------------------------------------------
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """(memory (B, N, M), reads (B, R M), weightings (B, R + W, N)[, controller h, c (B, C)]): the learned
+        initial state, a function of its parameters (a trainer that starts a window detaches it)."""
+        return tuple(s.to(device=device, dtype=dtype).contiguous() for s in self._start(batch_size))
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One step of the equations, x_t (B, I) -> (B, hidden)."""
+        B = x_t.shape[0]
+        memory, reads, w = state[:3]
+        ctrl_in = torch.cat([x_t, reads], dim=-1)
+        if self.controller_kind == "lstm":
+            h, c = self.controller(ctrl_in, (state[3], state[4]))
+        else:
+            h = torch.tanh(self.controller(ctrl_in))
+        p = self.head_params(h)
+        if self.controller_clip > 0:
+            p = p.clamp(-self.controller_clip, self.controller_clip)
+        key, beta, gate, shift, gamma, erase, add = self._split(p)
+        w = address(memory, w, key, beta, gate, shift, gamma)  # (B, R+W, N)
+        w_read, w_write = w[:, : self.R], w[:, self.R :]
+        read_vectors = torch.bmm(w_read, memory)  # (B, R, M), before this step's write
+        reads = read_vectors.reshape(B, -1)
+        for h_w in range(self.W):
+            # Erase then add, head after head: M ⊙ (1 - w e^T) + w a^T. (A loop over the few write
+            # heads: torch.prod over heads has a slow backward.)
+            w_h = w_write[:, h_w].unsqueeze(-1)  # (B, N, 1)
+            memory = memory * (1 - w_h * erase[:, h_w].unsqueeze(1)) + w_h * add[:, h_w].unsqueeze(1)
+        out = self.output(torch.cat([h, reads], dim=-1))
+        return out, ((memory, reads, w, h, c) if self.controller_kind == "lstm" else (memory, reads, w))
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Without autograd (evaluation streams) the C++ loop from `state`; with it, the reference
+        equations: the C++ backward takes no gradient into the final memory, weightings or cell state."""
+        ops = cpp_loops.ops_for("ntm", x.device) if self.fast and not torch.is_grad_enabled() else None
+        if ops is None:
+            return self._reference(x, state)
+        xp, Wc, dims = self._loop_inputs(x)
+        lstm = self.controller_kind == "lstm"
+        memory, reads, w = state[:3]
+        h0, c0 = (state[3], state[4]) if lstm else (x.new_zeros(x.shape[0], self.C),) * 2
+        hp = self.head_params
+        hr0 = torch.cat([h0, reads], dim=-1)
+        tensors = (xp, Wc, hp.weight, hp.bias, memory.transpose(1, 2), hr0, w, c0)
+        # with the history kept (the last argument): the final memory, weightings and cell state come back
+        saved = ops.ntm_forward(*(t.contiguous() for t in tensors), dims, self.controller_clip, _EPS, True)
+        hr, cs, mems, ws = saved[0], saved[1], saved[4], saved[5]
+        out = self.output(hr[1:]).transpose(0, 1)
+        C = self.C
+        final = (mems[-1].transpose(-1, -2), hr[-1][:, C:], ws[-1])
+        return out, ((*final, hr[-1][:, :C], cs[-1]) if lstm else final)

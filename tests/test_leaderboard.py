@@ -62,6 +62,16 @@ def test_failed_runs_are_counted_not_averaged():
     assert r["seeds"] == 1 and r["failed"] == 1 and r["accuracy_mean"] == pytest.approx(0.2)
 
 
+def test_a_configuration_whose_seeds_all_failed_still_renders():
+    """Its horizon is missing, which makes the column float: the table must still format it (it did not)."""
+    failed = rows("irnn", [float("nan")] * 2, status=["diverged"] * 2, config_hash="h2")
+    for r in failed:
+        r["accuracy_by_length"] = None
+    table = board_table(aggregate(pd.DataFrame(rows("lstm", [1.0, 1.0]) + failed)))
+    col = table.columns.index("horizon")
+    assert sorted(row[col] for row in table.cells) == ["-", "20"]
+
+
 def test_sorted_by_accuracy_then_cost():
     df = pd.DataFrame(rows("slow", [1.0, 1.0]) + rows("weak", [0.3, 0.4], config_hash="h2"))
     fast = rows("fast", [1.0, 1.0], config_hash="h3")

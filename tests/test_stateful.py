@@ -12,13 +12,50 @@ from seqbench.registry import MODELS
 from seqbench.testing import check_stateful
 from tests.test_models import IN, SMALL
 
-STATEFUL = ["rnn", "irnn", "lstm", "gru"]
+GREFF = [
+    "lstm_peephole",
+    "lstm_nig",
+    "lstm_nfg",
+    "lstm_nog",
+    "lstm_niaf",
+    "lstm_noaf",
+    "lstm_cifg",
+    "lstm_fgr",
+]
+STACKED = ["rnn", "irnn", "lstm", "gru", "gru_cho", "lstm_1997", *GREFF]  # take num_layers
+MEMORY = {"ntm": {"memory_slots": 6, "memory_width": 4}, "dnc": {"memory_slots": 6, "memory_width": 4}}
+STATEFUL = [*STACKED, *MEMORY]
+# Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
+# every earlier step (a state that grows with the stream, as the transformer's would).
+PLAIN = ["memory_network", "lstm_attention", "transformer", "hyena"]
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name", STACKED)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_builtins_pass_the_halves_check(name, layers):
     check_stateful(MODELS.get(name), IN, 6, num_layers=layers)
+
+
+@pytest.mark.parametrize("name", ["gru_cho", "lstm_peephole", "lstm_fgr", "lstm_cifg"])
+@pytest.mark.parametrize("implementation", ["fast", "reference"])
+def test_own_loops_carry_the_state_in_both_implementations(name, implementation):
+    """The hand-written recurrences take a carried state (gru_cho: h0 without gradient; the Greff cell: y0, c0
+    with theirs); FGR, and a gradient into gru_cho's h0, run the reference equations."""
+    check_stateful(MODELS.get(name), IN, 6, num_layers=2, implementation=implementation)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"controller": "feedforward"}, {"read_heads": 2, "write_heads": 2}, {"implementation": "reference"}],
+)
+def test_ntm_carries_memory_weightings_and_controller(options):
+    """Under no_grad forward_state is the C++ loop from the given state; with autograd the reference."""
+    check_stateful(MODELS.get("ntm"), IN, 8, **MEMORY["ntm"], **options)
+
+
+@pytest.mark.parametrize("options", [{}, {"read_heads": 1}])
+def test_dnc_carries_memory_links_usage_and_controller(options):
+    check_stateful(MODELS.get("dnc"), IN, 8, **MEMORY["dnc"], **options)
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -34,7 +71,9 @@ def test_every_model_is_stateful_or_plain(name):
 
 def test_builtins_listed_here_are_stateful():
     for name in STATEFUL:
-        assert stateful.is_stateful(MODELS.get(name)(IN, 6)), name
+        assert stateful.is_stateful(MODELS.get(name)(IN, 6, **MEMORY.get(name, {}))), name
+    for name in PLAIN:
+        assert not stateful.is_stateful(MODELS.get(name)(IN, 8, **SMALL.get(name, {}))), name
 
 
 class ForgetsItsState(nn.Module):
@@ -58,6 +97,35 @@ class ForgetsItsState(nn.Module):
 def test_check_stateful_catches_a_dropped_state():
     with pytest.raises(AssertionError, match="two halves"):
         check_stateful(ForgetsItsState)
+
+
+class CutsTheGradient(ForgetsItsState):
+    """Uses the state it is given, but detaches it: the values agree, the gradients do not."""
+
+    def forward_state(self, x, state):
+        y, h = self.rnn(x, state[0].detach().transpose(0, 1).contiguous())
+        return y, (h.transpose(0, 1),)
+
+
+class StartsItsGradientAtZero(ForgetsItsState):
+    """A 'fast path' whose gradient treats the state as zero (what gru_cho's loops do), with a `step`."""
+
+    def step(self, x_t, state):
+        y, h = self.rnn(x_t.unsqueeze(1), state[0].transpose(0, 1).contiguous())
+        return y[:, 0], (h.transpose(0, 1),)
+
+    def forward_state(self, x, state):
+        h0 = state[0].transpose(0, 1).contiguous()
+        y0, _ = self.rnn(x, torch.zeros_like(h0))
+        y, h = self.rnn(x, h0)
+        y = y0 + (y - y0).detach()  # the right values, the gradient of a zero start
+        return y, (h.transpose(0, 1),)
+
+
+@pytest.mark.parametrize("cls", [CutsTheGradient, StartsItsGradientAtZero])
+def test_check_stateful_catches_a_wrong_gradient(cls):
+    with pytest.raises(AssertionError, match="gradient"):
+        check_stateful(cls)
 
 
 def test_require_names_what_is_missing():

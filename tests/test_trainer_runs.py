@@ -56,8 +56,8 @@ def test_a_tbptt_stream_run_records_its_trainer(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--model", "ntm", "--trainer", "tbptt"], "lacks initial_state, forward_state"),
-        (["--model", "ntm", "--stream", "2"], "on a stream"),
+        (["--model", "memory_network", "--trainer", "tbptt"], "lacks initial_state, forward_state"),
+        (["--model", "memory_network", "--stream", "2"], "on a stream"),
         (["--model", "lstm", "--trainer", "rtrl", "--hidden-size", "256"], "FLOPs per time step"),
         (
             ["--model", "lstm", "--trainer", "tbptt", "--trainer-opt", "k1=4", "--trainer-opt", "k2=2"],

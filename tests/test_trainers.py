@@ -140,9 +140,37 @@ def test_trainer_configuration_errors():
     with pytest.raises(OptionsError, match="unknown option"):
         make_trainer("tbptt", {"k3": 1})
     t, _, _ = setup("rnn")
-    ntm = build_network(t, "ntm", 8, {"memory_slots": 4, "memory_width": 3})
+    plain = build_network(t, "memory_network", 8, {})  # attends over every earlier step: no carried state
     with pytest.raises(OptionsError, match="lacks initial_state"):
-        make_trainer("tbptt").check(ntm, 2, "ntm", 8)
-    make_trainer("bptt").check(ntm, 2, "ntm", 8)  # the plain contract is enough for episodes
+        make_trainer("tbptt").check(plain, 2, "memory_network", 8)
+    make_trainer("bptt").check(plain, 2, "memory_network", 8)  # the plain contract is enough for episodes
     with pytest.raises(OptionsError, match="on a stream"):
-        make_trainer("bptt").check(ntm, 2, "ntm", 8, stream=True)
+        make_trainer("bptt").check(plain, 2, "memory_network", 8, stream=True)
+
+
+@pytest.mark.parametrize(
+    "model,options",
+    [
+        ("gru_cho", {"num_layers": 2}),
+        ("lstm_peephole", {"num_layers": 2}),
+        ("lstm_fgr", {}),
+        ("ntm", {"memory_slots": 4, "memory_width": 3}),
+        ("ntm", {"memory_slots": 4, "memory_width": 3, "controller": "feedforward"}),
+        ("dnc", {"memory_slots": 4, "memory_width": 3, "read_heads": 1}),
+    ],
+)
+def test_rtrl_and_whole_tbptt_equal_bptt_on_the_later_stateful_models(model, options):
+    """The Greff cells, gru_cho and the memory models. The NTM's and DNC's initial state is learned: TBPTT
+    from the model's own initial state leaves it attached, and RTRL starts its influence at ∂s_0/∂θ."""
+    t = seqbench.load_task("copy_memory", T=3, copy_length=2)
+    torch.manual_seed(0)
+    net = build_network(t, model, H, options).double()
+    batch = t.sample(3, t.train_lengths[1], torch.Generator().manual_seed(1))
+    loss_b, _ = bptt(net, batch, t.loss)
+    ref = grads(net)
+    loss_t, _, _ = tbptt(net, batch, t.loss, batch.steps, batch.steps)
+    assert loss_t == pytest.approx(loss_b, abs=1e-12)
+    assert_same(grads(net), ref)
+    loss_r, _, _ = rtrl(net, batch, t.loss, online=False)
+    assert loss_r == pytest.approx(loss_b, abs=1e-12)
+    assert_same(grads(net), ref)

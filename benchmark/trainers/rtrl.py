@@ -14,7 +14,8 @@ backprop at step t. The Jacobians come from `torch.func.jacrev` of the model's `
 `vmap`. Cost per step and sequence: the product (n+S)·S·P; for an n-unit RNN S = n, P ~ n², so O(n^4) time
 and O(n^3) memory, against BPTT's O(n^2) per step and O(n·T) memory. Hence a width limit.
 
-With no update inside the episode, the accumulated gradient is BPTT's exactly (tests: float64, 1e-10).
+With no update inside the episode, the accumulated gradient is BPTT's exactly (tests: float64, 1e-10). A
+learned initial state (the NTM's, the DNC's) starts M at its Jacobian ∂s_0/∂θ rather than zero.
 Online (an update every step, the weights changing under the influence matrices) is Williams & Zipser's
 real-time form; the influence matrices are not reset after an update, as in the paper.
 """
@@ -95,8 +96,9 @@ def rtrl(
     B = batch.batch_size
     if carry is None:
         state = stateful.initial(net.core, B, x)
+        M = initial_influence(net.core, params, x).expand(B, -1, -1).clone()
+        state = stateful.detach(state)
         s = stateful.flatten(state)
-        M = s.new_zeros(B, s.shape[1], sum(p.numel() for p in params))
     else:
         state, M = carry
         s = stateful.flatten(state)
@@ -136,6 +138,24 @@ def rtrl(
         (stateful.unflatten(s.detach(), like), M.detach()),
         updates,
     )
+
+
+def initial_influence(core: nn.Module, params: list[nn.Parameter], like: torch.Tensor) -> torch.Tensor:
+    """M_0 = ∂s_0/∂θ (1, S, P): zero for a zero initial state; for a learned one (the NTM's memory bias, the
+    DNC's controller state) its Jacobian, one batched backward, so that RTRL credits it as BPTT does."""
+    s0 = stateful.flatten(stateful.initial(core, 1, like))  # (1, S)
+    P = sum(p.numel() for p in params)
+    if not s0.requires_grad:
+        return s0.new_zeros(1, s0.shape[1], P)
+    eye = torch.eye(s0.shape[1], dtype=s0.dtype, device=s0.device).unsqueeze(1)  # (S, 1, S)
+    rows = torch.autograd.grad(s0, params, eye, is_grads_batched=True, allow_unused=True)
+    cols = [
+        torch.zeros(s0.shape[1], p.numel(), dtype=s0.dtype, device=s0.device)
+        if r is None
+        else r.reshape(s0.shape[1], -1)
+        for r, p in zip(rows, params, strict=True)
+    ]
+    return torch.cat(cols, dim=1).unsqueeze(0)  # (1, S, P)
 
 
 def flush(

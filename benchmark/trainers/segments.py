@@ -77,14 +77,17 @@ def tbptt(
     if not 1 <= k1 <= k2:
         raise ValueError(f"tbptt needs 1 <= k1 <= k2, got k1={k1}, k2={k2}")
     core, x = net.core, batch.inputs
-    if state is None:
+    fresh = state is None  # the model's own initial state, which may be learned (the NTM's): not detached
+    if fresh:
         state = stateful.initial(core, batch.batch_size, x)
-    saved: dict[int, State] = {0: stateful.detach(state)}  # detached states where windows start
+    saved: dict[int, State] = {0: state if fresh else stateful.detach(state)}  # where windows start
     ends = update_times(batch.steps, k1)
     prev, total, count, updates = 0, 0.0, 0, 0
     for i, tau in enumerate(ends):
         start = max(0, tau - k2)
         s = saved.pop(start)
+        if fresh and start == 0 and i:  # a window from step 0 again: a fresh graph to the initial state
+            s = stateful.initial(core, batch.batch_size, x)
         nxt = max(0, ends[i + 1] - k2) if i + 1 < len(ends) else None  # where the next window starts
         if nxt == start:
             saved[nxt] = s
