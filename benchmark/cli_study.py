@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from seqbench.errors import SeqbenchError
+from seqbench.errors import OptionsError, SeqbenchError
 from seqbench.executors import EXECUTORS
 
 
@@ -21,6 +21,12 @@ from seqbench.executors import EXECUTORS
     type=click.Path(exists=True, dir_okay=False),
     help="The study file (.yaml or .toml): models, ladders, learning rates, seeds, budget.",
 )
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Only this model's climbs run now, repeatable (the same study: the rest waits for another invocation).",
+)
 @click.option("--quick", is_flag=True, help="Run the study's quick variant (its `quick:` section).")
 @click.option("--status", is_flag=True, help="Only print where the study stands (nothing runs).")
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), help="Where runs execute.  [default: dask]")
@@ -30,6 +36,7 @@ from seqbench.executors import EXECUTORS
 )
 def study(
     config_file: str,
+    models: tuple[str, ...],
     quick: bool,
     status: bool,
     executor: str | None,
@@ -49,6 +56,11 @@ def study(
     try:
         spec = load_study(config_file, quick=quick, results=results_dir, executor=executor, jobs=jobs)
         the_study = Study(spec)
+        unknown = sorted(set(models) - set(spec.models))
+        if unknown:
+            raise OptionsError(
+                f"--model {', '.join(unknown)}: not in study {spec.name} ({', '.join(spec.models)})."
+            )
         if status:
             _print_horizons(console, spec, the_study.pairs(read_runs(spec.results)))
             return
@@ -83,7 +95,7 @@ def study(
 
     with _sigterm_interrupts():
         try:
-            for _, outcome in the_study.waves(runner, on_event, on_wave):
+            for _, outcome in the_study.waves(runner, on_event, on_wave, list(models) or None):
                 failed += outcome.status not in ("ok", "diverged", "oom")
         except SeqbenchError as exc:
             _fail(exc)

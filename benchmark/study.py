@@ -369,8 +369,10 @@ class Study:
         executor: Executor,
         on_event: Callable[[str, RunConfig, Outcome | None], None],
         on_wave: Callable[[int, int, list[Pair]], None] | None = None,
+        models: list[str] | None = None,
     ) -> Iterator[tuple[RunConfig, Outcome]]:
-        """Run wave after wave until every (task, model) has its horizon; yields each finished run."""
+        """Run wave after wave until every (task, model) has its horizon; yields each finished run. `models`:
+        only these models' climbs run this time (the same study, split across invocations or machines)."""
         from seqbench.store import read_runs
 
         write_definition(self.spec)
@@ -378,7 +380,7 @@ class Study:
         wave = 0
         while True:
             pairs = self.pairs(read_runs(self.spec.results), attempted)
-            todo = [c for p in pairs for c in p.next]
+            todo = [c for p in pairs if models is None or p.model in models for c in p.next]
             if on_wave is not None:
                 on_wave(wave, len(todo), pairs)
             if not todo:

@@ -175,3 +175,13 @@ def test_agreement_counts_model_pairs_ordered_alike():
     (row,) = agreement(full, quick)
     # full: a (2 rungs) > b (1) > c (0); quick: b (1, 0.6) > a (1, 0.4) > c: a-b disagree, a-c and b-c agree
     assert row == {"task": "copy", "models": 3, "pairs_alike": 2, "pairs": 3, "horizons_equal": 2}
+
+
+def test_a_study_runs_only_the_models_asked_for(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(SPEC.format(results=tmp_path / "res", threshold=2.0).replace("[lstm]", "[lstm, rnn]"))
+    study = Study(load_study(path))
+    outcomes = list(study.waves(EXECUTORS["serial"](same_process=True), lambda *a: None, models=["rnn"]))
+    assert {c.model for c, _ in outcomes} == {"rnn"} and len(outcomes) == 4  # 3 rates, then seed 1
+    by = {p.model: p for p in study.pairs(read_runs(tmp_path / "res"))}
+    assert by["rnn"].finished and not by["lstm"].finished and by["lstm"].horizon is None
