@@ -149,7 +149,15 @@ def load_study(path: str | Path, quick: bool = False, **overrides: Any) -> Study
             if isinstance(tasks, list):
                 tasks = {t: {} for t in tasks}
             values["tasks"] = {t: {**full[t], **(ladder or {})} for t, ladder in tasks.items()}
-        values = {**values, **changes, "name": values["name"] + "-quick"}
+        base = {**values, **changes, "name": values["name"] + "-quick"}
+        if "description" not in changes:  # the whole study's words do not describe its subset
+            models = base.get("models", [])
+            seeds = base.get("seeds", 3)
+            base["description"] = (
+                f"The quick variant of study {values['name']}: {len(models)} of its models, "
+                f"{seeds} seed{'s' if seeds != 1 else ''} per rung; its runs are the whole study's own."
+            )
+        values = base
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return StudySpec(**values)
