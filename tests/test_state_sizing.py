@@ -18,6 +18,7 @@ from seqbench.cli import main
 from seqbench.config import ADDED_LATER, hash_payload, make_run_config
 from seqbench.errors import OptionsError
 from seqbench.executors import EXECUTORS
+from seqbench.leaderboard import aggregate
 from seqbench.network import count_state, hidden_for_state
 from seqbench.options import resolve_options
 from seqbench.registry import MODELS, TASKS
@@ -210,6 +211,7 @@ def test_run_and_sweep_take_state(tmp_path):
     assert res.exit_code == 0, res.output
     row = read_runs(tmp_path).iloc[0]
     assert row["target_state"] == 24 and row["state_size"] == 24 and row["hidden_size"] == 24
+    assert aggregate(read_runs(tmp_path)).iloc[0]["target_state"] == 24  # the leaderboard carries it
     both = cli.invoke(main, [*args, "--state", "24", "--params", "2000", "--results", str(tmp_path)])
     assert both.exit_code == 2 and "not both" in both.output
     refused = cli.invoke(main, [*args[:4], "ntm", *args[5:], "--state", "24", "--results", str(tmp_path)])
