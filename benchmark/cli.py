@@ -134,6 +134,12 @@ def main() -> None:
 @click.option(
     "--params", "params_target", type=int, help="Size the width so the network has about N parameters."
 )
+@click.option(
+    "--state",
+    "state_target",
+    type=int,
+    help="Size the width so the model carries about N floats per sequence (state_size, at the training length).",
+)
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd"]))
 @click.option(
@@ -176,6 +182,7 @@ def run(
             preset=preset,
             device=device,
             params=train.pop("params_target"),
+            state=train.pop("state_target"),
             trainer_options=parse_key_values(train.pop("trainer_opts"), "--trainer-opt") or None,
             **train,
         )
@@ -258,6 +265,13 @@ def _parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
     "--grid", multiple=True, metavar="KEY=V1,V2", help="Training setting or task./model. option, repeatable."
 )
 @click.option("--params", multiple=True, type=int, help="Size each model to about N parameters, repeatable.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=int,
+    help="Size each model to about N floats of state per sequence, repeatable (beside --params: both views).",
+)
 @click.option("--preset", type=click.Choice(["smoke", "quick", "paper"]))
 @click.option("--steps", type=int, help="Optimiser steps for every run.")
 @click.option("--task-opt", "task_opts", multiple=True, metavar="KEY=VALUE")
@@ -286,6 +300,7 @@ def sweep(
     models: tuple[str, ...],
     grid: tuple[str, ...],
     params: tuple[int, ...],
+    states: tuple[int, ...],
     task_opts: tuple[str, ...],
     model_opts: tuple[str, ...],
     steps: int | None,
@@ -312,6 +327,8 @@ def sweep(
             values["grid"] = {**values.get("grid", {}), **_parse_grid(grid)}
         if params:
             values["params"] = list(params)
+        if states:
+            values["states"] = list(states)
         if task_opts:
             values["task_options"] = {
                 **values.get("task_options", {}),

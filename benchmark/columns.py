@@ -141,6 +141,11 @@ RUN_COLUMNS = [
         "primary accuracy on the validation set (its own seed, never the test set's) at the training length, final model",
     ),
     _c("val_loss", "float64", "loss on the validation set at the training length, final model"),
+    _c(
+        "target_state",
+        "int64",
+        "the state size (floats per sequence, at the training length) the width was sized to (--state), if any",
+    ),
 ]
 
 CURVE_COLUMNS = [

@@ -103,6 +103,7 @@ ADDED_LATER: dict[str, Any] = {
     "train.trainer_options": {},
     "train.stream": 0,
     "train.monitor": "test",
+    "state_target": None,
 }
 
 #: Not part of the experiment: where and how fast it ran, and which seed.
@@ -121,6 +122,12 @@ class RunConfig(BaseModel):
     device: str = "auto"
     train: TrainConfig = Field(default_factory=TrainConfig)
     params_target: int | None = Field(None, ge=1, description="parameter count the width was sized to")
+    # Added later (ADDED_LATER): None leaves every stored hash as it was.
+    state_target: int | None = Field(
+        None,
+        ge=1,
+        description="floats of state per sequence the width was sized to (network.hidden_for_state)",
+    )
 
     def make_task(self) -> Any:
         """The task this configuration trains on (its options as resolved, not checked again); with
@@ -227,13 +234,16 @@ def make_run_config(
     preset: str = "quick",
     device: str = "auto",
     params: int | None = None,
+    state: int | None = None,
     **train: Any,
 ) -> RunConfig:
     """A validated run configuration: presets merged, options resolved (complete, coerced, checked), and
     with `params` the hidden width chosen so that the whole network's parameter count is as close as
-    possible to it (recorded as the row's `target_params` beside the actual `params`). `train` overrides
-    training settings (steps, lr, ...)."""
-    from seqbench.network import check_model_signature, hidden_for_params
+    possible to it (recorded as the row's `target_params` beside the actual `params`); with `state`, so
+    that the floats the model carries per sequence at the training length are (`network.hidden_for_state`;
+    recorded as `target_state` beside the actual `state_size`). At most one of `params`, `state` and
+    `hidden_size`. `train` overrides training settings (steps, lr, ...)."""
+    from seqbench.network import check_model_signature, hidden_for_params, hidden_for_state
     from seqbench.registry import MODELS, TASKS
 
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
@@ -241,10 +251,18 @@ def make_run_config(
     check_model_signature(model_cls)
     model_options = resolve_options(model_cls, dict(model_options or {}), f"model {model!r}")
     train = {k: v for k, v in train.items() if v is not None}
+    if params is not None and state is not None:
+        raise OptionsError("Give either a parameter target (--params) or a state target (--state), not both.")
     if params is not None:
         if train.get("hidden_size") is not None:
             raise OptionsError("Give either a hidden size or a parameter target (--params), not both.")
         train["hidden_size"] = hidden_for_params(task_cls(**task_options), model, params, model_options)
+    if state is not None:
+        if train.get("hidden_size") is not None:
+            raise OptionsError("Give either a hidden size or a state target (--state), not both.")
+        if state < 1:
+            raise OptionsError(f"A state target must be positive, got {state}.")
+        train["hidden_size"] = hidden_for_state(task_cls(**task_options), model, state, model_options)
     train_config = build_train_config(preset, task_cls, model_cls, train)
     try:
         config = RunConfig(
@@ -257,6 +275,7 @@ def make_run_config(
             device=device,
             train=train_config,
             params_target=params,
+            state_target=state,
         )
     except pydantic.ValidationError as exc:  # --seed -1, an unknown preset: one line, what is valid
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -156,6 +156,7 @@ def aggregate(
                 "params": _first(g, "params"),
                 "state_size": _first(g, "state_size"),
                 "target_params": _first(g, "target_params"),
+                "target_state": _first(g, "target_state"),
                 "train_time_s": float(ok["train_time_s"].astype(float).mean()),
                 "horizon": horizon if by_length else None,
                 **by_length,

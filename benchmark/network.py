@@ -188,3 +188,133 @@ def state_floats(core: nn.Module, length: int) -> tuple[int | None, int]:
     fixed = getattr(core, "state_size", None)
     per_step = int(getattr(core, "state_per_step", 0))
     return (None if fixed is None else int(fixed) + per_step * length), per_step
+
+
+def _core(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> nn.Module:
+    """The network's core at this width, built on the meta device (for real where an op has no meta kernel)."""
+    try:
+        with torch.device("meta"):
+            return build_network(task, model_name, hidden_size, model_options).core
+    except (RuntimeError, NotImplementedError):
+        return build_network(task, model_name, hidden_size, model_options).core
+
+
+def count_state(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> int | None:
+    """Floats of state per sequence at this width, counted as the runner stores it (`state_size`):
+    `state_floats` of the core at the task's training length. None when the model declares no `state_size`."""
+    return state_floats(_core(task, model_name, hidden_size, model_options), task.train_length)[0]
+
+
+def hidden_for_state(
+    task: Any, model_name: str, target: int, model_options: dict[str, Any], limit: int = 8192
+) -> int:
+    """The hidden width whose state per sequence is closest to `target` floats (`count_state`: what the
+    result row's `state_size` holds).
+
+    A growing state (attention's key/value cache, `state_per_step`) is counted at the task's training
+    length, as `state_floats` and the stored `state_size` count it: a transformer sized to S floats on
+    sequences of length T has S / T floats of cache per step (the equal-state comparison of Zoology, Arora
+    et al. 2023, which counts attention's cache at the sequence length). The same target therefore gives
+    an attention model a narrower width on a longer task.
+
+    The state never shrinks as the width grows, so a binary search finds the crossing; of the two states
+    around the target the closer one is taken (a tie: the smaller), at the widest width that has it (several
+    widths share one state where it grows in steps: a transformer's head width is width // heads). Widths the constructor refuses (below the clockwork RNN's module count) count as too small.
+    An OptionsError when the model declares no state, when its state does not depend on the width (it says
+    which options set it), or when the target lies outside what widths 1..`limit` reach."""
+    if target < 1:
+        raise OptionsError(f"A state target must be positive, got {target}.")
+
+    sizes: dict[int, int | None] = {}
+
+    def state(hidden: int) -> int | None:  # None: a width the constructor refuses
+        if hidden not in sizes:
+            try:
+                floats = count_state(task, model_name, hidden, model_options)
+            except (OptionsError, ValueError):
+                floats = None
+            else:
+                if floats is None:
+                    raise OptionsError(
+                        f"{model_name} declares no state_size (the floats it carries per sequence), so it "
+                        "cannot be sized by state; size it by parameters (--params) or by --hidden-size."
+                    )
+            sizes[hidden] = floats
+        return sizes[hidden]
+
+    # The narrowest width the model can be built at (a constructor may refuse the smallest ones).
+    low = 1
+    while state(low) is None and low < limit:
+        low = min(low * 2, limit)
+    if state(low) is None:  # no width at all: the constructor's own error
+        count_state(task, model_name, limit, model_options)
+        raise OptionsError(f"{model_name} cannot be built at any width up to {limit}.")
+    refused = low // 2  # at or below it refused (none when low is 1); the first width accepted above it
+    while refused + 1 < low:
+        mid = (refused + low) // 2
+        if state(mid) is None:
+            refused = mid
+        else:
+            low = mid
+    smallest, largest = state(low), state(limit)
+    length = task.train_length
+    if smallest == largest:
+        setters = _state_options(task, model_name, low, model_options)
+        per_step = state_floats(_core(task, model_name, low, model_options), length)[1]
+        why = [f"set by its options {', '.join(setters)}"] if setters else []
+        if per_step:
+            why.append(f"{per_step} floats per step times the task's training length {length}")
+        raise OptionsError(
+            f"{model_name}'s state ({smallest:,} floats per sequence) does not depend on the width"
+            + (f" ({'; '.join(why)})" if why else "")
+            + f": it cannot be sized to {target:,} floats by its width."
+            + (f" Change {', '.join(setters)} instead." if setters else "")
+        )
+    if target < smallest:
+        setters = _state_options(task, model_name, low, model_options)
+        rest = f"; the rest is set by its options {', '.join(setters)}: lower them" if setters else ""
+        raise OptionsError(
+            f"{model_name}'s state is at least {smallest:,} floats per sequence (width {low}, training "
+            f"length {length}), so no width gives {target:,}{rest}."
+        )
+    if target > largest:
+        raise OptionsError(
+            f"{model_name}'s state is at most {largest:,} floats per sequence at width {limit} (training "
+            f"length {length}), so no width up to {limit} gives {target:,}."
+        )
+    lo, hi = low, limit
+    while lo < hi:  # the narrowest width with at least `target` floats of state
+        mid = (lo + hi) // 2
+        s = state(mid)
+        if s is None or s < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    below = state(lo - 1) if lo - 1 >= low else None
+    best = state(lo) if below is None or state(lo) - target < target - below else below  # ties: below
+    lo, hi = low, limit
+    while lo < hi:  # the widest width with that state (a plateau: a transformer's width // heads)
+        mid = (lo + hi + 1) // 2
+        s = state(mid)
+        if s is not None and s > best:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def _state_options(task: Any, model_name: str, hidden_size: int, model_options: dict[str, Any]) -> list[str]:
+    """The model's integer options that change its state at this width (memory_slots, stacks, ...): each
+    doubled in turn, on the meta device."""
+    base = count_state(task, model_name, hidden_size, model_options)
+    names = []
+    for key, value in model_options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            continue
+        try:
+            changed = count_state(task, model_name, hidden_size, {**model_options, key: 2 * value})
+        except (OptionsError, ValueError, TypeError, RuntimeError):  # a value the constructor refuses
+            continue
+        if changed != base:
+            names.append(key)
+    return names

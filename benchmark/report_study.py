@@ -128,8 +128,8 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
             f"{spec.description} Models that ran: {', '.join(ran)}"
             + (f"; not run yet: {', '.join(missing)}" if missing else "")
             + f". {n_runs} runs, {finished}/{len(pairs)} climbs finished, about {elapsed / 3600:.1f} h on "
-            f"{spec.jobs or 1} workers (run wall time / workers). Every model sized to {spec.params:,} "
-            f"parameters; learning rate chosen from {', '.join(f'{lr:g}' for lr in spec.lrs)} on the "
+            f"{spec.jobs or 1} workers (run wall time / workers). Every model sized to {_budget(spec)}; "
+            f"learning rate chosen from {', '.join(f'{lr:g}' for lr in spec.lrs)} on the "
             f"validation set; {spec.seeds} seed{'s' if spec.seeds > 1 else ''} per rung."
         )
         text += _agreement_text(spec, pairs, runs)
@@ -228,3 +228,13 @@ def json_key(value: Any) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+def _budget(spec: Any) -> str:
+    """What a study sized every model to: its parameter budget, or its state budget (the equal-state view)."""
+    if spec.state is not None:
+        return (
+            f"{spec.state:,} floats of state per sequence (state_size at each rung's training length; an "
+            "attention model's cache counted at that length)"
+        )
+    return f"{spec.params:,} parameters"

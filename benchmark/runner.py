@@ -400,6 +400,7 @@ def base_row(config: RunConfig, task: Any, device: torch.device) -> dict[str, An
         "chance_metrics": json.dumps(chance, sort_keys=True),  # replaced by the figure on the scored set
         "train_length": task.train_length,
         "target_params": config.params_target,
+        "target_state": config.state_target,
     }
 
 

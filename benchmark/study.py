@@ -18,6 +18,13 @@ where it stopped, and a larger one reuses every run a smaller one made):
    solved ends the climb: the model's **horizon** is the last rung solved (0 when none), and the harder rungs
    are not run (their outcome is known well enough, and the budget goes where models still learn).
 
+Every model is sized to the study's `params` (parameters), or, for the second view at equal state size,
+to its `state` (floats carried per sequence, `state_size`, at each rung's training length: an attention
+model's growing cache is counted at that length, so its width shrinks as the rungs get longer; see
+`network.hidden_for_state`). A model whose state no width reaches (the NTM's memory alone is larger than a
+small budget) is refused with the reason, and its cells read n/a. A state study is a file of its own (its
+own `name`), with `state:` in place of `params:`.
+
 Runs go in waves: every (task, model) that can move on contributes its next runs, the wave runs on the
 study's executor (Dask with 2 workers by default), and the decisions are read again. The study's
 definition is written beside its runs (`studies/<name>.json`) for `seqbench report` and `seqbench
@@ -82,7 +89,8 @@ class Ladder(BaseModel):
 
 
 class StudySpec(BaseModel):
-    """A study: models x ladders, one parameter budget, a learning-rate grid, seeds."""
+    """A study: models x ladders, one size budget (parameters, or with `state` floats of state per
+    sequence), a learning-rate grid, seeds."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -92,7 +100,15 @@ class StudySpec(BaseModel):
     tasks: dict[str, Ladder] = Field(min_length=1)
     seeds: int = Field(3, ge=1)
     lrs: list[float] = Field(min_length=3, description="the learning-rate grid, chosen on the easiest rung")
-    params: int = Field(ge=1, description="every model sized to this many parameters")
+    params: int | None = Field(None, ge=1, description="every model sized to this many parameters")
+    # Added later: the equal-state view. Left out of the stored definition when None (`write_definition`),
+    # so a parameter-sized study's definition and its runs' hashes are what they were.
+    state: int | None = Field(
+        None,
+        ge=1,
+        description="instead of params: every model sized to this many floats of state per sequence at each "
+        "rung's training length (network.hidden_for_state)",
+    )
     preset: str = "quick"
     train: dict[str, Any] = Field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per model")
@@ -116,6 +132,15 @@ class StudySpec(BaseModel):
         if len(set(lrs)) != len(lrs) or min(lrs) <= 0:
             raise ValueError("learning rates must be positive and distinct")
         return sorted(lrs)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> StudySpec:
+        if (self.params is None) == (self.state is None):
+            raise ValueError(
+                "give the size budget as params (parameters) or as state (floats of state per sequence): "
+                + ("not both" if self.params is not None else "one of them")
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_names(self) -> StudySpec:
@@ -305,6 +330,7 @@ class Study:
                 json.dumps(ladder.task_options(rung), sort_keys=True),
                 json.dumps(self.spec.model_options.get(model, {}), sort_keys=True),
                 self.spec.params,
+                self.spec.state,
                 self.spec.preset,
                 json.dumps(train, sort_keys=True),
             )
@@ -400,9 +426,17 @@ class Study:
 
 @lru_cache(maxsize=4096)
 def _sized_config(
-    task: str, model: str, task_options: str, model_options: str, params: int, preset: str, train: str
+    task: str,
+    model: str,
+    task_options: str,
+    model_options: str,
+    params: int | None,
+    state: int | None,
+    preset: str,
+    train: str,
 ) -> RunConfig:
-    """One configuration sized to the budget (the width search is the slow part: cached)."""
+    """One configuration sized to the budget, parameters or state (the width search is the slow part:
+    cached). A model whose state cannot reach the budget is an OptionsError: the study shows n/a there."""
     try:
         return make_run_config(
             task,
@@ -411,6 +445,7 @@ def _sized_config(
             model_options=json.loads(model_options),
             preset=preset,
             params=params,
+            state=state,
             **json.loads(train),
         )
     except SeqbenchError as exc:
@@ -469,7 +504,7 @@ def write_definition(spec: StudySpec) -> Path:
     from seqbench.store import write_atomic
 
     path = Path(spec.results) / STUDIES / f"{spec.name}.json"
-    text = spec.model_dump_json(indent=2) + "\n"
+    text = spec.model_dump_json(indent=2, exclude={"state"} if spec.state is None else None) + "\n"
     if not path.exists() or path.read_text() != text:
         write_atomic(path, lambda fh: fh.write(text.encode()))
     return path

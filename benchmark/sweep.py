@@ -1,4 +1,6 @@
-"""Sweeps: tasks x models x grid x parameter targets x seeds, one after another or as Dask tasks.
+"""Sweeps: tasks x models x grid x sizes x seeds, one after another or as Dask tasks. The sizes are the
+parameter targets (`params`) and then the state targets (`states`): a sweep with both runs each model at
+every one of them, once per target (the two views side by side, never one run sized to both).
 
     seqbench sweep --task copy --task adding --model lstm --model gru --seeds 3
     seqbench sweep --config sweep.yaml --executor dask --jobs 2
@@ -43,6 +45,7 @@ class SweepSpec(BaseModel):
     preset: Literal["smoke", "quick", "paper"] = "quick"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     params: list[int] = Field(default_factory=list)  # parameter-count targets; empty: the preset's width
+    states: list[int] = Field(default_factory=list)  # state-size targets (floats per sequence), beside params
     task_options: dict[str, Any] = Field(default_factory=dict)
     model_options: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)  # fixed training settings (steps, lr, ...)
@@ -132,7 +135,8 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
             threads = spec.threads if spec.threads is not None else EXECUTORS[spec.executor].run_threads
             if threads is not None:
                 train["threads"] = threads
-            for target in spec.params or [None]:
+            sizes = [{"params": p} for p in spec.params] + [{"state": s} for s in spec.states]
+            for size in sizes or [{}]:
                 # Validates the options and sizes the width to the target before anything runs.
                 base = make_run_config(
                     task_name,
@@ -141,7 +145,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
                     model_options=model_opts,
                     preset=spec.preset,
                     device=spec.device,
-                    params=target,
+                    **size,
                     **train,
                 )
                 configs.extend(base.model_copy(update={"seed": seed}) for seed in spec.seed_list())
@@ -184,4 +188,5 @@ def describe(config: RunConfig, grid: list[str] | tuple[str, ...] = ()) -> str:
     changed = config.options_changed()  # the stored options are complete: name what differs
     extras = json.dumps(changed, sort_keys=True) if changed else ""
     size = f" params~{config.params_target}" if config.params_target else ""
+    size += f" state~{config.state_target}" if config.state_target else ""
     return f"{config.task}/{config.model}{size} {train + ' ' if train else ''}seed {config.seed} {extras}".strip()
