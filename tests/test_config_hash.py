@@ -62,13 +62,17 @@ def test_rows_stored_before_options_were_resolved_are_rehashed_on_read(tmp_path)
 
 def _reference_store(tmp_path: Path, task: str, model: str) -> tuple[Path, sw.SweepSpec]:
     """A store holding the committed reference rows of one (task, model), and the sweep that made them."""
+    values = {**sw.load_spec_file(REFERENCE / f"{task}.yaml"), "models": [model], "results": str(tmp_path)}
+    spec = sw.make_spec(values)
+    hashes = {c.config_hash() for c in sw.expand(spec)}  # the sweep's rows, not the study's beside them
     runs = read_runs(REFERENCE)
-    ids = runs.loc[(runs["task"] == task) & (runs["model"] == model), "run_id"]
+    ids = runs.loc[
+        (runs["task"] == task) & (runs["model"] == model) & runs["config_hash"].isin(hashes), "run_id"
+    ]
     (tmp_path / RUNS).mkdir(parents=True)
     for run_id in ids:
         shutil.copy(REFERENCE / RUNS / f"{run_id}.parquet", tmp_path / RUNS)
-    values = {**sw.load_spec_file(REFERENCE / f"{task}.yaml"), "models": [model], "results": str(tmp_path)}
-    return tmp_path, sw.make_spec(values)
+    return tmp_path, spec
 
 
 def test_a_sweep_over_stored_reference_configurations_runs_nothing(tmp_path):
