@@ -47,10 +47,10 @@ def study(
     easiest rung, then every seed rung by rung until the first rung not solved. Stored runs are reused, so
     an interrupted study resumes and the quick variant's runs count towards the whole study."""
     from seqbench.cli import _console, _fail, _sigterm_interrupts
+    from seqbench.executors import get_executor
     from seqbench.progress import SweepProgress
     from seqbench.store import read_runs
     from seqbench.study import Study, load_study, progress_line, write_definition
-    from seqbench.sweep import executor_for, make_spec
 
     console = _console()
     try:
@@ -65,10 +65,7 @@ def study(
             _print_horizons(console, spec, the_study.pairs(read_runs(spec.results)))
             return
         write_definition(spec)
-        sweep_spec = make_spec(
-            {"tasks": ["copy"], "models": ["lstm"], "executor": spec.executor, "jobs": spec.jobs}
-        )
-        runner = executor_for(sweep_spec)
+        runner = get_executor(spec.executor)(jobs=spec.jobs)
     except SeqbenchError as exc:
         _fail(exc)
     started = time.perf_counter()

@@ -159,7 +159,7 @@ class StudySpec(BaseModel):
 def load_study(path: str | Path, quick: bool = False, **overrides: Any) -> StudySpec:
     """A study file (YAML or TOML); with `quick`, its `quick:` section applied (a subset that shares its
     runs with the whole study); `overrides` (results, executor, jobs) last."""
-    from seqbench.sweep import load_spec_file
+    from seqbench.sweep import load_spec_file, validation_problems
 
     values = load_spec_file(path)
     if quick:
@@ -170,9 +170,14 @@ def load_study(path: str | Path, quick: bool = False, **overrides: Any) -> Study
             )
         tasks = changes.pop("tasks", None)
         if tasks is not None:  # a list of task names, or ladders (merged into the full ones)
-            full = values["tasks"]
+            full = values.get("tasks") or {}
             if isinstance(tasks, list):
                 tasks = {t: {} for t in tasks}
+            unknown = sorted(set(tasks) - set(full))
+            if unknown:
+                raise OptionsError(
+                    f"{path}: the quick variant names tasks the study does not have: {unknown}."
+                )
             values["tasks"] = {t: {**full[t], **(ladder or {})} for t, ladder in tasks.items()}
         base = {**values, **changes, "name": values["name"] + "-quick"}
         if "description" not in changes:  # the whole study's words do not describe its subset
@@ -187,15 +192,7 @@ def load_study(path: str | Path, quick: bool = False, **overrides: Any) -> Study
     try:
         return StudySpec(**values)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {'unknown setting' if e['type'] == 'extra_forbidden' else e['msg']}"
-            for e in exc.errors()
-        )
-        raise OptionsError(f"Invalid study {path}: {problems}.") from None
-    except KeyError as exc:
-        raise OptionsError(
-            f"{path}: the quick variant names task {exc} that the study does not have."
-        ) from None
+        raise OptionsError(f"Invalid study {path}: {validation_problems(exc)}.") from None
 
 
 # The state of a study, read off the stored rows

@@ -96,15 +96,19 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     raise OptionsError(f"{path}: sweep files are .yaml, .yml or .toml.")
 
 
+def validation_problems(exc: pydantic.ValidationError) -> str:
+    """A settings file's validation errors in one line: "seeds: ...; lrs: unknown setting"."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {'unknown setting' if e['type'] == 'extra_forbidden' else e['msg']}"
+        for e in exc.errors()
+    )
+
+
 def make_spec(values: dict[str, Any]) -> SweepSpec:
     try:
         return SweepSpec(**values)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {'unknown setting' if e['type'] == 'extra_forbidden' else e['msg']}"
-            for e in exc.errors()
-        )
-        raise OptionsError(f"Invalid sweep: {problems}.") from None
+        raise OptionsError(f"Invalid sweep: {validation_problems(exc)}.") from None
 
 
 def expand(spec: SweepSpec) -> list[RunConfig]:

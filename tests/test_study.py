@@ -185,3 +185,13 @@ def test_a_study_runs_only_the_models_asked_for(tmp_path):
     assert {c.model for c, _ in outcomes} == {"rnn"} and len(outcomes) == 4  # 3 rates, then seed 1
     by = {p.model: p for p in study.pairs(read_runs(tmp_path / "res"))}
     assert by["rnn"].finished and not by["lstm"].finished and by["lstm"].horizon is None
+
+
+def test_a_quick_variant_naming_an_unknown_task_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    text = SPEC.format(results=tmp_path, threshold=0.5).replace(
+        "quick: {seeds: 1}", "quick: {tasks: [adding]}"
+    )
+    path.write_text(text)
+    with pytest.raises(OptionsError, match="adding"):
+        load_study(path, quick=True)
