@@ -71,7 +71,7 @@ class CompactResult:
 
 def _merge(folder: Path, schema: pa.Schema, key: list[str] | None) -> FolderResult:
     result = FolderResult(folder.name)
-    sources = store_files(folder, schema) if folder.is_dir() else []
+    sources = store_files(folder, schema, newer=False) if folder.is_dir() else []
     if len(sources) < 2:  # nothing to gain (one file is already as compact as it gets)
         return result
     # Only a compaction removes store files, and it holds the lock: every listed source is still there.

@@ -105,25 +105,39 @@ class StoreWarning(UserWarning):
     """A file in the store that is not one of seqbench's (garbage, truncated, another program's table)."""
 
 
+NEWER = "newer"  # what _fits says of a file written by a newer seqbench
+
+
 def _fits(file_schema: pa.Schema, schema: pa.Schema) -> str | None:
     """Why a file's schema is not (an older version of) `schema`, or None when it is: every column it has
-    is one of the schema's, with the same type (a column added later may be missing)."""
+    is one of the schema's, with the same type (a column added later may be missing). NEWER when it is a
+    newer seqbench's file: a stored column is never removed or retyped, so a newer version's file has every
+    column of ours, with our types, and more."""
     if schema.names[0] not in file_schema.names:
         return f"no {schema.names[0]!r} column"
     for f in file_schema:
         if f.name not in schema.names:
-            return f"unknown column {f.name!r}"
+            continue
         want = schema.field(f.name).type
         if f.type != want and not pa.types.is_null(f.type):
             return f"column {f.name!r} is {f.type}, not {want}"
-    return None
+    unknown = [name for name in file_schema.names if name not in schema.names]
+    if not unknown:
+        return None
+    if set(schema.names) <= set(file_schema.names):
+        return NEWER
+    return f"unknown column {unknown[0]!r}"
 
 
-def store_files(folder: Path, schema: pa.Schema) -> list[Path]:
+def store_files(folder: Path, schema: pa.Schema, newer: bool = True) -> list[Path]:
     """The readable files of one store folder that hold `schema`'s table; every other `*.parquet` is
     skipped with a StoreWarning naming it (a garbage, empty or truncated file, or a foreign Parquet such as
-    an exported leaderboard), so one bad file never hides the others."""
-    good = []
+    an exported leaderboard), so one bad file never hides the others.
+
+    A newer seqbench's files (our columns and more) are listed, read without the columns this version does
+    not know, with one StoreWarning for the folder; `newer=False` leaves them out (a compaction, which would
+    drop those columns, never merges them)."""
+    good, ahead = [], []
     for path in sorted(folder.glob("*.parquet")):
         try:
             why = _fits(pq.read_schema(path), schema)
@@ -133,8 +147,21 @@ def store_files(folder: Path, schema: pa.Schema) -> list[Path]:
             why = f"{type(exc).__name__}: {exc}"
         if why is None:
             good.append(path)
+        elif why == NEWER:
+            ahead.append(path)
         else:
             warnings.warn(f"skipped {path}: not a seqbench {folder.name} file ({why})", StoreWarning, 2)
+    if ahead:
+        extra = sorted(set(pq.read_schema(ahead[0]).names) - set(schema.names))
+        what = "read without" if newer else "left as they are, not merged, to keep"
+        warnings.warn(
+            f"{len(ahead)} file(s) in {folder} were written by a newer seqbench: {what} the column(s) this "
+            f"version does not know ({', '.join(extra)}). Upgrade seqbench to see them.",
+            StoreWarning,
+            2,
+        )
+        if newer:
+            good = sorted(good + ahead)
     return good
 
 

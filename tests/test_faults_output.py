@@ -100,6 +100,34 @@ def test_a_foreign_parquet_is_skipped_and_out_into_the_store_is_refused(tmp_path
     assert sorted(runs["run_id"]) == ["lstm-0.001-0", "lstm-0.001-1"]
 
 
+def test_a_newer_seqbench_file_is_read_without_its_new_columns_and_never_compacted(tmp_path):
+    """A row from a newer seqbench (every column of ours, and one more) is read, not skipped: a study
+    running under an older version must not take a newer worker's rows for missing runs. A compaction
+    leaves that file alone: merging it under our schema would drop the newer column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from seqbench.compact import compact
+
+    store(tmp_path)
+    newer = tmp_path / "runs" / "newer.parquet"
+    table = pq.read_table(tmp_path / "runs" / "lstm-0.001-0.parquet")
+    table = table.set_column(0, "run_id", pa.array(["from-the-future"]))
+    table = table.append_column("added_in_a_later_version", pa.array([1.5]))
+    pq.write_table(table, newer)
+    with pytest.warns(StoreWarning, match=r"1 file\(s\) .* newer seqbench: read without .*added_in_a_later"):
+        runs = read_runs(tmp_path)
+    assert sorted(runs["run_id"]) == ["from-the-future", "lstm-0.001-0", "lstm-0.001-1"]
+    assert "added_in_a_later_version" not in runs.columns
+    with pytest.warns(StoreWarning, match="not merged"):
+        compact(tmp_path)
+    assert newer.exists() and "added_in_a_later_version" in pq.read_schema(newer).names
+    # A file that lacks our columns and has others is still foreign, however like ours it looks.
+    pq.write_table(table.drop_columns(["task"]), tmp_path / "runs" / "foreign.parquet")
+    with pytest.warns(StoreWarning, match=r"foreign\.parquet: not a seqbench runs file \(unknown column"):
+        assert "from-the-future" in set(read_runs(tmp_path)["run_id"])
+
+
 # -- row 9: a name that holds HTML is escaped in every output format -------------------------------------
 
 
