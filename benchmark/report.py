@@ -51,7 +51,6 @@ class Figure:
     points: list[tuple[str, float, float]] = field(default_factory=list)  # labelled scatter
     shade: tuple[float, float] | None = None  # x range (training lengths)
     shade_label: str = "training lengths"
-    hline: tuple[float, str] | None = None  # (y, label)
     chance: Line | None = None
     xlog: bool = False
     ylog: bool = False
