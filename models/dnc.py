@@ -18,13 +18,19 @@ read modes π through a softmax over (backward, content, forward). The module's 
 [controller output, r_t] (the paper's v_t + W_r r_t, merged into one read-out).
 
 Stateful protocol (`seqbench.stateful`): the state is (h, c, M, L, u, p, w^w, w^r, r), batch first; `forward` is
-`forward_state` from the learned initial controller state and an empty memory, and `forward_state` a loop over
-`step`, the equations above (all differentiable ops).
+`forward_state` from the learned initial controller state and an empty memory. `step` is the equations above
+(all differentiable ops) and the specification; `forward_state` runs `reference_loop` (a loop over `step`) with
+`implementation="reference"`, and by default `fast_loop`: the same equations through autograd, rearranged so
+that fewer ops run per step (the controller's input projection and the read-out of all steps in one product
+each, one product a step for the controller's recurrent and read columns, the LSTM cell's gates as two
+non-linearities, each memory's normalised rows computed once and used by this step's reads and the next
+step's write, the links' mask made once, the links' update one autograd node with a hand-written backward). It equals `step`'s loop in float64 (tests/test_dnc_fast.py),
+outputs, final state and every gradient; float32 results differ from it by rounding only.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +38,7 @@ from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.common import set_forget_bias
+from seqbench.models.ntm import _EPS as _CONTENT_EPS
 from seqbench.models.ntm import content_weights
 
 _EPS = 1e-6
@@ -74,10 +81,16 @@ class DNC(nn.Module):
         memory_width: int = 16,  # W
         read_heads: int = 2,  # R
         controller_clip: float = 20.0,  # clip the interface vector (as DeepMind's release does); 0 = off
+        implementation: Literal[
+            "fast", "reference"
+        ] = "fast",  # `fast_loop`, or the loop over `step` it is checked against
     ) -> None:
         super().__init__()
         if memory_slots < 2 or memory_width < 1 or read_heads < 1:
             raise OptionsError("dnc: memory_slots must be >= 2, memory_width and read_heads >= 1.")
+        if implementation not in ("fast", "reference"):
+            raise OptionsError(f"dnc: implementation must be 'fast' or 'reference', got {implementation!r}.")
+        self.fast = implementation == "fast"
         N, W, R, C = memory_slots, memory_width, read_heads, hidden_size
         self.N, self.W, self.R, self.C, self.clip = N, W, R, C, controller_clip
         self.controller = nn.LSTMCell(input_size + R * W, C)
@@ -93,10 +106,12 @@ class DNC(nn.Module):
         self.state_size = 2 * C + N * W + R * W + R * N + N + N + N + N * N
 
     def _interface(self, h: torch.Tensor) -> list[torch.Tensor]:
-        xi = self.interface(h)
+        return self._split(self.interface(h))
+
+    def _split(self, xi: torch.Tensor) -> list[torch.Tensor]:
+        B, R, W = xi.shape[0], self.R, self.W
         if self.clip > 0:
             xi = xi.clamp(-self.clip, self.clip)
-        B, R, W = h.shape[0], self.R, self.W
         rk, rs, wk, ws, erase, wv, free, ga, gw, modes = torch.split(xi, self.sizes, dim=-1)
         return [
             rk.view(B, R, W),
@@ -136,6 +151,14 @@ class DNC(nn.Module):
     def forward_state(
         self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        if self.fast:
+            return self.fast_loop(x, state)
+        return self.reference_loop(x, state)
+
+    def reference_loop(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """`step` after `step`: the specification of `fast_loop`, and `implementation="reference"`."""
         outputs = []
         for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing makes backward quadratic in T
             out, state = self.step(x_t, state)
@@ -170,3 +193,82 @@ class DNC(nn.Module):
         reads = torch.bmm(w_read, memory).reshape(B, R * W)
         out = self.output(torch.cat([h, reads], dim=-1))
         return out, (h, c, memory, links, usage, precedence, w_write, w_read, reads)
+
+    def fast_loop(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """`step`'s equations for all T steps with fewer ops per step (see the module's docstring)."""
+        h, c, memory, links, usage, precedence, w_write, w_read, reads = state
+        B, n_in = x.shape[0], x.shape[2]
+        N, W, R, C = self.N, self.W, self.R, self.C
+        ctrl = self.controller
+        # The controller's gates: W_x x_t + b (all steps in one product) + [W_r | W_hh] [r_{t-1}; h_{t-1}].
+        xp = F.linear(x.transpose(0, 1), ctrl.weight_ih[:, :n_in], ctrl.bias_ih + ctrl.bias_hh)  # (T, B, 4C)
+        w_rec = torch.cat([ctrl.weight_ih[:, n_in:], ctrl.weight_hh], dim=1).t()  # (R W + C, 4C)
+        w_if, b_if = self.interface.weight.t(), self.interface.bias
+        keep = 1 - torch.eye(N, device=x.device, dtype=x.dtype)  # the links' zero diagonal
+        mem_unit = F.normalize(memory, dim=-1, eps=_CONTENT_EPS)  # M_{t-1}'s rows, for the write key
+        hs, rs = [], []
+        for xp_t in xp.unbind(0):
+            gates = torch.addmm(xp_t, torch.cat([reads, h], dim=-1), w_rec)
+            sig = torch.sigmoid(gates)  # i, f, g, o (nn.LSTMCell's order); g's columns unused
+            c = sig[:, C : 2 * C] * c + sig[:, :C] * torch.tanh(gates[:, 2 * C : 3 * C])
+            h = sig[:, 3 * C :] * torch.tanh(c)
+            rk, rs_, wk, ws, erase, wv, free, ga, gw, modes = self._split(torch.addmm(b_if, h, w_if))
+
+            retention = 1 - free[:, 0:1] * w_read[:, 0]
+            for r in range(1, R):
+                retention = retention * (1 - free[:, r : r + 1] * w_read[:, r])
+            usage = (usage + w_write - usage * w_write) * retention
+            alloc = allocation_weights(usage)
+            w_content = _content(mem_unit, wk, ws).squeeze(1)
+            w_write = gw * (ga * alloc + (1 - ga) * w_content)
+            ww = w_write.unsqueeze(-1)
+            memory = memory * (1 - ww * erase.unsqueeze(1)) + ww * wv.unsqueeze(1)
+            links = _Links.apply(links, precedence, w_write, keep)
+            precedence = (1 - w_write.sum(-1, keepdim=True)) * precedence + w_write
+
+            mem_unit = F.normalize(memory, dim=-1, eps=_CONTENT_EPS)
+            forward_w = torch.bmm(w_read, links.transpose(1, 2))
+            backward_w = torch.bmm(w_read, links)
+            read_content = _content(mem_unit, rk, rs_)
+            w_read = (
+                modes[..., 0:1] * backward_w + modes[..., 1:2] * read_content + modes[..., 2:3] * forward_w
+            )
+            reads = torch.bmm(w_read, memory).reshape(B, R * W)
+            hs.append(h)
+            rs.append(reads)
+        # the read-out of every step in one product: (T, B, C + R W) -> (B, T, hidden)
+        out = self.output(torch.cat([torch.stack(hs), torch.stack(rs)], dim=-1)).transpose(0, 1)
+        return out, (h, c, memory, links, usage, precedence, w_write, w_read, reads)
+
+
+def _content(mem_unit: torch.Tensor, keys: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """`content_weights` given the memory's rows already normalised (B, N, W): the same ops."""
+    sim = torch.bmm(F.normalize(keys, dim=-1, eps=_CONTENT_EPS), mem_unit.transpose(1, 2))
+    return torch.softmax(beta.unsqueeze(-1) * sim, dim=-1)
+
+
+class _Links(torch.autograd.Function):
+    """`update_links`'s link matrix, L' = ((1 - w_i - w_j) L[i,j] + w_i p_j) ⊙ keep (B, N, N), as one node:
+    its backward in a few products instead of autograd's pass over each element-wise op."""
+
+    @staticmethod
+    def forward(ctx, links, precedence, w_write, keep):  # type: ignore[override]
+        wi, wj = w_write.unsqueeze(2), w_write.unsqueeze(1)
+        ctx.save_for_backward(links, precedence, w_write, keep)
+        return ((1 - wi - wj) * links + wi * precedence.unsqueeze(1)) * keep
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        links, precedence, w_write, keep = ctx.saved_tensors
+        gk = grad * keep
+        d_links = d_prec = d_w = None
+        if ctx.needs_input_grad[0]:
+            d_links = gk * (1 - w_write.unsqueeze(2) - w_write.unsqueeze(1))
+        if ctx.needs_input_grad[1]:  # dp_j = Σ_i g[i,j] w_i
+            d_prec = torch.bmm(w_write.unsqueeze(1), gk).squeeze(1)
+        if ctx.needs_input_grad[2]:  # dw_k = Σ_j g[k,j] (p_j - L[k,j]) - Σ_i g[i,k] L[i,k]
+            gl = gk * links
+            d_w = torch.bmm(gk, precedence.unsqueeze(2)).squeeze(2) - gl.sum(2) - gl.sum(1)
+        return d_links, d_prec, d_w, None
