@@ -24,7 +24,7 @@ Stateful protocol (`seqbench.stateful`): the state is (h, c, M, L, u, p, w^w, w^
 that fewer ops run per step (the controller's input projection and the read-out of all steps in one product
 each, one product a step for the controller's recurrent and read columns, the LSTM cell's gates as two
 non-linearities, each memory's normalised rows computed once and used by this step's reads and the next
-step's write, the links' mask made once, the links' update one autograd node with a hand-written backward). It equals `step`'s loop in float64 (tests/test_dnc_fast.py),
+step's write, the links' mask made once, the links' and the memory's update one autograd node each with a hand-written backward, the allocation weighting too). It equals `step`'s loop in float64 (tests/test_dnc_fast.py),
 outputs, final state and every gradient; float32 results differ from it by rounding only.
 """
 
@@ -220,11 +220,10 @@ class DNC(nn.Module):
             for r in range(1, R):
                 retention = retention * (1 - free[:, r : r + 1] * w_read[:, r])
             usage = (usage + w_write - usage * w_write) * retention
-            alloc = allocation_weights(usage)
+            alloc = _Allocation.apply(usage)
             w_content = _content(mem_unit, wk, ws).squeeze(1)
             w_write = gw * (ga * alloc + (1 - ga) * w_content)
-            ww = w_write.unsqueeze(-1)
-            memory = memory * (1 - ww * erase.unsqueeze(1)) + ww * wv.unsqueeze(1)
+            memory = _Write.apply(memory, w_write, erase, wv)
             links = _Links.apply(links, precedence, w_write, keep)
             precedence = (1 - w_write.sum(-1, keepdim=True)) * precedence + w_write
 
@@ -272,3 +271,54 @@ class _Links(torch.autograd.Function):
             gl = gk * links
             d_w = torch.bmm(gk, precedence.unsqueeze(2)).squeeze(2) - gl.sum(2) - gl.sum(1)
         return d_links, d_prec, d_w, None
+
+
+class _Write(torch.autograd.Function):
+    """The memory's write, M' = M ⊙ (1 - w eᵀ) + w vᵀ (B, N, W), as one node with a hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, memory, w_write, erase, value):  # type: ignore[override]
+        ww = w_write.unsqueeze(2)
+        ctx.save_for_backward(memory, w_write, erase, value)
+        return memory * (1 - ww * erase.unsqueeze(1)) + ww * value.unsqueeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        memory, w_write, erase, value = ctx.saved_tensors
+        d_mem = d_w = d_erase = d_value = None
+        wrow = w_write.unsqueeze(1)  # (B, 1, N)
+        if ctx.needs_input_grad[0]:
+            d_mem = grad * (1 - w_write.unsqueeze(2) * erase.unsqueeze(1))
+        gm = grad * memory if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else None
+        if ctx.needs_input_grad[1]:  # dw_n = Σ_k g[n,k] (v_k - M[n,k] e_k)
+            d_w = torch.bmm(grad, value.unsqueeze(2)).squeeze(2) - torch.bmm(gm, erase.unsqueeze(2)).squeeze(
+                2
+            )
+        if ctx.needs_input_grad[2]:  # de_k = -Σ_n g[n,k] M[n,k] w_n
+            d_erase = -torch.bmm(wrow, gm).squeeze(1)
+        if ctx.needs_input_grad[3]:  # dv_k = Σ_n g[n,k] w_n
+            d_value = torch.bmm(wrow, grad).squeeze(1)
+        return d_mem, d_w, d_erase, d_value
+
+
+class _Allocation(torch.autograd.Function):
+    """`allocation_weights` as one node: the sort's permutation piecewise constant (as autograd treats it),
+    and the exclusive product's backward without zeros (usage is squeezed into [ε, 1]):
+    a_j = (1 - s_j) P_j, P_j = Π_{i<j} s_i  =>  ds_k = -g_k P_k + (Σ_{j>k} g_j a_j) / s_k."""
+
+    @staticmethod
+    def forward(ctx, usage):  # type: ignore[override]
+        s, order = torch.sort(_EPS + (1 - _EPS) * usage, dim=-1)
+        before = torch.cumprod(torch.cat([torch.ones_like(s[:, :1]), s[:, :-1]], dim=-1), dim=-1)
+        a_sorted = (1 - s) * before
+        ctx.save_for_backward(s, order, before, a_sorted)
+        return torch.zeros_like(usage).scatter(-1, order, a_sorted)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        s, order, before, a_sorted = ctx.saved_tensors
+        g = grad.gather(-1, order)
+        ga = g * a_sorted
+        after = ga.flip(-1).cumsum(-1).flip(-1) - ga  # Σ_{j>k} g_j a_j
+        ds = (after / s - g * before) * (1 - _EPS)
+        return torch.zeros_like(grad).scatter(-1, order, ds)
