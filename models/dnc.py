@@ -24,8 +24,12 @@ Stateful protocol (`seqbench.stateful`): the state is (h, c, M, L, u, p, w^w, w^
 that fewer ops run per step (the controller's input projection and the read-out of all steps in one product
 each, one product a step for the controller's recurrent and read columns, the LSTM cell's gates as two
 non-linearities, each memory's normalised rows computed once and used by this step's reads and the next
-step's write, the links' mask made once, the links' and the memory's update one autograd node each with a hand-written backward, the allocation weighting too). It equals `step`'s loop in float64 (tests/test_dnc_fast.py),
-outputs, final state and every gradient; float32 results differ from it by rounding only.
+step's write, the links' mask made once; the links' update, the memory's write and the allocation weighting
+one autograd node each with a hand-written backward). It equals `step`'s loop in float64
+(tests/test_dnc_fast.py): outputs, final state and every gradient; float32 results differ by rounding only.
+Measured on a shared machine it trains about as fast as the loop over `step` (within the noise, 13-14x
+nn.LSTM either way) with a quarter less peak memory (results/reference/bench-dnc.md): the step is still ~80
+small ops and their autograd nodes; the target of issue 18 needs the step in C++, as the NTM's loop.
 """
 
 from __future__ import annotations
