@@ -137,10 +137,11 @@ def store_files(folder: Path, schema: pa.Schema, newer: bool = True) -> list[Pat
     A newer seqbench's files (our columns and more) are listed, read without the columns this version does
     not know, with one StoreWarning for the folder; `newer=False` leaves them out (a compaction, which would
     drop those columns, never merges them)."""
-    good, ahead = [], []
+    good, ahead, extra = [], [], set()
     for path in sorted(folder.glob("*.parquet")):
         try:
-            why = _fits(pq.read_schema(path), schema)
+            file_schema = pq.read_schema(path)
+            why = _fits(file_schema, schema)
         except FileNotFoundError:
             raise  # replaced by a compaction since the listing: the caller lists again
         except (pa.ArrowException, OSError) as exc:
@@ -149,14 +150,14 @@ def store_files(folder: Path, schema: pa.Schema, newer: bool = True) -> list[Pat
             good.append(path)
         elif why == NEWER:
             ahead.append(path)
+            extra |= set(file_schema.names) - set(schema.names)
         else:
             warnings.warn(f"skipped {path}: not a seqbench {folder.name} file ({why})", StoreWarning, 2)
     if ahead:
-        extra = sorted(set(pq.read_schema(ahead[0]).names) - set(schema.names))
         what = "read without" if newer else "left as they are, not merged, to keep"
         warnings.warn(
             f"{len(ahead)} file(s) in {folder} were written by a newer seqbench: {what} the column(s) this "
-            f"version does not know ({', '.join(extra)}). Upgrade seqbench to see them.",
+            f"version does not know ({', '.join(sorted(extra))}). Upgrade seqbench to see them.",
             StoreWarning,
             2,
         )
