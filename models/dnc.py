@@ -42,7 +42,7 @@ from torch import nn
 
 from seqbench.errors import OptionsError
 from seqbench.models.common import set_forget_bias
-from seqbench.models.ntm import _EPS as _CONTENT_EPS
+from seqbench.models.ntm import EPS as _CONTENT_EPS
 from seqbench.models.ntm import content_weights
 
 _EPS = 1e-6

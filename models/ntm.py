@@ -41,14 +41,13 @@ from seqbench.models import cpp_loops
 from seqbench.models.common import set_forget_bias
 from seqbench.models.ntm_loops import ntm_loop
 
-_EPS = 1e-8
+# ε of the cosine similarity's norms and of the sharpening (w + ε)^γ; the DNC's content addressing uses it too
+EPS = 1e-8
 
 
 def content_weights(memory: torch.Tensor, keys: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Softmax over slots of β · cosine(key, slot). memory (B, N, M), keys (B, H, M), beta (B, H) -> (B, H, N)."""
-    sim = torch.bmm(
-        F.normalize(keys, dim=-1, eps=_EPS), F.normalize(memory, dim=-1, eps=_EPS).transpose(1, 2)
-    )
+    sim = torch.bmm(F.normalize(keys, dim=-1, eps=EPS), F.normalize(memory, dim=-1, eps=EPS).transpose(1, 2))
     return torch.softmax(beta.unsqueeze(-1) * sim, dim=-1)
 
 
@@ -64,7 +63,7 @@ def circular_shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 def sharpen(w: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     """w^γ renormalised; gamma (B, H) >= 1. The epsilon keeps d/dγ of 0^γ finite."""
-    w = (w + _EPS) ** gamma.unsqueeze(-1)
+    w = (w + EPS) ** gamma.unsqueeze(-1)
     return w / w.sum(dim=-1, keepdim=True)
 
 
@@ -209,7 +208,7 @@ class NTM(nn.Module):
         hp = self.head_params
         memory = memory.transpose(1, 2)  # (B, M, N): the loops hold the memory slot-minor
         hr0 = torch.cat([h0, reads], dim=-1)
-        hr = ntm_loop(ops, dims, self.controller_clip, _EPS, xp, Wc, hp.weight, hp.bias, memory, hr0, w, c0)
+        hr = ntm_loop(ops, dims, self.controller_clip, EPS, xp, Wc, hp.weight, hp.bias, memory, hr0, w, c0)
         return self.output(hr).transpose(0, 1)  # [h_t | r_t] (T, B, C + R M) -> (B, T, hidden)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,7 +282,7 @@ class NTM(nn.Module):
         hr0 = torch.cat([h0, reads], dim=-1)
         tensors = (xp, Wc, hp.weight, hp.bias, memory.transpose(1, 2), hr0, w, c0)
         # with the history kept (the last argument): the final memory, weightings and cell state come back
-        saved = ops.ntm_forward(*(t.contiguous() for t in tensors), dims, self.controller_clip, _EPS, True)
+        saved = ops.ntm_forward(*(t.contiguous() for t in tensors), dims, self.controller_clip, EPS, True)
         hr, cs, mems, ws = saved[0], saved[1], saved[4], saved[5]
         out = self.output(hr[1:]).transpose(0, 1)
         C = self.C
