@@ -1,7 +1,8 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
 `grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN;
-`scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU, minLSTM and Mamba, `common.diagonal_scan`).
+`scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU and minLSTM, `common.diagonal_scan`;
+`selective_scan.cpp`: Mamba's selective scan, fused).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 
@@ -164,7 +165,8 @@ def _register_flops(ops: Any) -> None:
 
 
 def _register_memory_flops(ops: Any) -> None:
-    """The NTM's and the stack RNN's C++ loops (ntm_loops.cpp, stack_loops.cpp): their matrix products per
+    """Mamba's fused selective scan (selective_scan.cpp): the products of the chunked form's y_t = h_t C_t.
+    The NTM's and the stack RNN's C++ loops (ntm_loops.cpp, stack_loops.cpp): their matrix products per
     step, and for the NTM the products its reference loop makes as bmm/matmul (content similarity, read and
     shift), forward once and backward twice (the gradients of both factors), as the counter counts the
     reference loop's products. Not checked to equality against the reference loop's count (which also sees
@@ -190,6 +192,14 @@ def _register_memory_flops(ops: Any) -> None:
 
     def stack_step(B: int, R: Any, A: Any, D: Any) -> int:
         return 2 * B * (R[0] * R[1] + A[0] * A[1] + D[0] * D[1])
+
+    @register_flop_formula(ops.selective_scan_forward)
+    def _(dt, x, B, C, A, h0, chunk, keep, out_shape=None) -> int:  # y_t = h_t C_t: the chunked form's einsum
+        return 2 * dt[0] * dt[1] * dt[2] * A[1]
+
+    @register_flop_formula(ops.selective_scan_backward)
+    def _(dy, dh, dt, *rest, out_shape=None) -> int:  # the einsum's two gradients
+        return 4 * dt[0] * dt[1] * dt[2] * rest[3][1]
 
     @register_flop_formula(ops.stack_forward)
     def _(drive, R, A, bA, D, bD, dims, out_shape=None) -> int:

@@ -18,15 +18,21 @@ code: A = -(1, 2, …, N) per channel (S4D-Real), Δ's bias so that softplus(b_�
 (`short_conv`, before the input projection: see models/backbone.py). The paper's Mamba block has no MLP;
 here the backbone's MLP follows it (`mlp_ratio=0` removes it).
 
-Parallel form: the time axis in chunks of `chunk` steps; per chunk exp(ΔA) and ΔB x are formed (B, L, D, N)
-and run through `diagonal_scan`, then contracted with C; a large chunk is recomputed in the backward pass
-(activation checkpointing) so memory stays O(T·D) rather than O(T·D·N), as the paper's fused kernel
-recomputes its states. Recurrent form: the equations, one step at a time; state h (B, D, N).
+Parallel form, `implementation="reference"` (and wherever the C++ loops do not run: no compiler, a GPU): the
+time axis in chunks of `chunk` steps; per chunk exp(ΔA) and ΔB x are formed (B, L, D, N) and run through
+`diagonal_scan`, then contracted with C; a large chunk is recomputed in the backward pass (activation
+checkpointing) so memory stays O(T·D) rather than O(T·D·N), as the paper's fused kernel recomputes its states.
+`implementation="fast"` (the default): the same scan fused in C++ (models/csrc/selective_scan.cpp), forward
+and hand-written backward, never forming the (L, B, D, N) tensors; its backward recomputes each chunk's
+states from the state saved at the chunk's start. The two agree in float64 (tests/test_mixers.py); they
+compute the same function, so the model's version stays (the row's `kernels` column says which ran).
+Recurrent form: the equations, one step at a time; state h (B, D, N).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +40,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 from seqbench.models.backbone import Mixer, MixerModel, State
 from seqbench.models.common import diagonal_scan
 
@@ -53,6 +60,45 @@ def _selective_chunk(
     return torch.einsum("lbdn,lbn->lbd", h, Cm), h[-1]
 
 
+class _SelectiveScan(torch.autograd.Function):
+    """The fused scan (models/csrc/selective_scan.cpp): time-major dt, x (T, B, D), Bm, Cm (T, B, N), A (D, N),
+    h0 (B, D, N) -> y (T, B, D) and the last state (B, D, N). It keeps the states at the starts of chunks of
+    `chunk` steps for its backward, which recomputes the rest."""
+
+    @staticmethod
+    def forward(ctx: Any, ops: Any, chunk: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dt, x, Bm, Cm, A, h0 = tensors
+        y, h, marks = ops.selective_scan_forward(dt, x, Bm, Cm, A, h0, chunk, True)
+        ctx.ops, ctx.chunk = ops, chunk
+        ctx.save_for_backward(dt, x, Bm, Cm, A, marks)
+        return y, h
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        dt, x, Bm, Cm, A, marks = ctx.saved_tensors
+        grads = ctx.ops.selective_scan_backward(dy, dh, dt, x, Bm, Cm, A, marks, ctx.chunk)
+        return None, None, *grads
+
+
+def selective_scan(
+    ops: Any,
+    chunk: int,
+    dt: torch.Tensor,
+    x: torch.Tensor,
+    Bm: torch.Tensor,
+    Cm: torch.Tensor,
+    A: torch.Tensor,
+    h0: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused selective scan on time-major inputs (see `_SelectiveScan`); under `torch.no_grad` without the
+    chunk states a backward would need."""
+    tensors = tuple(t.contiguous() for t in (dt, x, Bm, Cm, A, h0))
+    if torch.is_grad_enabled():
+        return _SelectiveScan.apply(ops, chunk, *tensors)
+    y, h, _ = ops.selective_scan_forward(*tensors, chunk, False)
+    return y, h
+
+
 class MambaMixer(Mixer):
     def __init__(
         self,
@@ -61,13 +107,19 @@ class MambaMixer(Mixer):
         d_state: int = 16,
         dt_rank: int = 0,  # 0: ⌈d_model / 16⌉, the paper's "auto"
         chunk: int = 64,
+        implementation: Literal["fast", "reference"] = "fast",
     ) -> None:
         super().__init__()
         if expand < 1 or d_state < 1 or dt_rank < 0 or chunk < 1:
             raise OptionsError("mamba: expand, d_state and chunk must be >= 1, dt_rank >= 0.")
+        if implementation not in ("fast", "reference"):
+            raise OptionsError(
+                f"mamba: implementation must be 'fast' or 'reference', got {implementation!r}."
+            )
         D, N = expand * d_model, d_state
         R = dt_rank or math.ceil(d_model / 16)
         self.D_, self.N, self.R, self.chunk = D, N, R, chunk
+        self.fast = implementation == "fast"
         self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
         self.x_proj = nn.Linear(D, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, D)
@@ -101,6 +153,13 @@ class MambaMixer(Mixer):
     def scan(self, u: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         x, z, dt, Bm, Cm = self._inputs(u)
         A = -torch.exp(self.A_log)
+        ops = None
+        if self.fast and u.dtype in (torch.float32, torch.float64):
+            ops = cpp_loops.ops_for("mamba", u.device)
+        if ops is not None:
+            series = (t.transpose(0, 1) for t in (dt, x, Bm, Cm))
+            y, h = selective_scan(ops, self.chunk, *series, A, state[0])
+            return self._out(y.transpose(0, 1), x, z), (h,)
         h, ys = state[0], []
         # time-major (T, B, ·), cut with split, never t[s : s + chunk]: each slice's backward would write a
         # full-size zero tensor, quadratic in T (PERF-NOTES); that was two thirds of version 1's train step

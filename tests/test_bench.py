@@ -63,7 +63,7 @@ def test_fused_lstm_flops_agree_with_the_unfused_equations():
 
 
 @pytest.mark.parametrize(
-    "model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm", "gru_cho", "grid_lstm"]
+    "model", ["lstm_peephole", "lstm_fgr", "lstm_nig", "depth_gated_lstm", "gru_cho", "grid_lstm", "mamba"]
 )
 def test_flops_of_the_cpp_loops_equal_those_of_the_python_loops(model, use_loops):
     """The counter cannot see inside the C++ ops; their registered formulas must give what it counts when

@@ -173,7 +173,7 @@ def test_mamba_recomputed_chunks_equal_the_recurrent_form(monkeypatch):
     from seqbench.models import mamba
 
     monkeypatch.setattr(mamba, "_RECOMPUTE_ABOVE", 0)
-    model = build("mamba", chunk=4)
+    model = build("mamba", chunk=4, implementation="reference")
     x = torch.randn(B, T, IN, dtype=torch.double, requires_grad=True)
     w = torch.randn(B, T, H, dtype=torch.double)
     params = [x, *model.parameters()]
@@ -182,3 +182,66 @@ def test_mamba_recomputed_chunks_equal_the_recurrent_form(monkeypatch):
     assert_close(fast, slow, "mamba outputs")
     for i, (a, b) in enumerate(zip(grads([fast], [w], params), grads([slow], [w], params), strict=True)):
         assert_close(a, b, f"mamba gradient {i}")
+
+
+def _chunked_scan(dt, x, Bm, Cm, A, h0, chunk):
+    """models/mamba.py's reference form of the selective scan, chunk after chunk through autograd."""
+    from seqbench.models.mamba import _selective_chunk
+
+    ys, h = [], h0
+    for parts in zip(dt.split(chunk), x.split(chunk), Bm.split(chunk), Cm.split(chunk), strict=True):
+        y, h = _selective_chunk(h, *parts, A)
+        ys.append(y)
+    return torch.cat(ys, 0), h
+
+
+# (T, batch, channels D, d_state N, chunk): T a multiple of the chunk and not, one chunk longer than T, a chunk
+# of one step; N below, at and above a SIMD width
+SCANS = [(11, 2, 5, 3, 4), (8, 2, 4, 16, 4), (7, 3, 4, 16, 64), (9, 1, 3, 19, 1)]
+
+
+@pytest.mark.parametrize("sizes", SCANS, ids=lambda s: "T{}-B{}-D{}-N{}-chunk{}".format(*s))
+def test_fused_selective_scan_equals_the_chunked_form(sizes, monkeypatch):
+    """The C++ scan (models/csrc/selective_scan.cpp) against the chunked autograd form it replaces, float64:
+    outputs, the final state, and the gradients of dt, x, B, C, A and h0 (the final state's included)."""
+    from seqbench.models import cpp_loops
+    from seqbench.models.mamba import selective_scan
+
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", "cpp")  # a failed build fails here instead of falling back
+    ops = cpp_loops.load()
+    T, batch, D, N, chunk = sizes
+    torch.manual_seed(0)
+    dt = torch.rand(T, batch, D, dtype=torch.double) * 0.5 + 0.01
+    inputs = [
+        dt,
+        *(torch.randn(*shape, dtype=torch.double) for shape in ((T, batch, D), (T, batch, N), (T, batch, N))),
+    ]
+    inputs += [-3 * torch.rand(D, N, dtype=torch.double), torch.randn(batch, D, N, dtype=torch.double)]
+    fused_in = [t.clone().requires_grad_() for t in inputs]
+    ref_in = [t.clone().requires_grad_() for t in inputs]
+    y, h = selective_scan(ops, chunk, *fused_in)
+    y_ref, h_ref = _chunked_scan(*ref_in, chunk)
+    assert_close(y, y_ref, "outputs")
+    assert_close(h, h_ref, "final state")
+    w = [torch.randn_like(y), torch.randn_like(h)]
+    names = ["dt", "x", "B", "C", "A", "h0"]
+    for name, a, b in zip(names, grads([y, h], w, fused_in), grads([y_ref, h_ref], w, ref_in), strict=True):
+        assert_close(a, b, f"gradient of {name}")
+    with torch.no_grad():  # the evaluation path keeps no chunk states
+        y_eval, h_eval = selective_scan(ops, chunk, *inputs)
+    assert_close(y_eval, y_ref, "outputs without autograd")
+    assert_close(h_eval, h_ref, "final state without autograd")
+
+
+@pytest.mark.parametrize("kernel", ["cpp", "python"])
+def test_mamba_records_which_scan_ran(kernel, monkeypatch):
+    """`kernels` says mamba=cpp-... where the fused scan ran and mamba=python where the chunked form did; the
+    two give the same outputs."""
+    from seqbench.provenance import kernels, reset_kernels
+
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", kernel)
+    reset_kernels()
+    x = torch.randn(B, T, IN, dtype=torch.double)
+    out = build("mamba", chunk=4)(x)
+    assert ("mamba=python" in kernels()) == (kernel == "python")
+    assert_close(out, build("mamba", chunk=4, implementation="reference")(x), "fast and reference")
