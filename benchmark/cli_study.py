@@ -70,30 +70,26 @@ def study(
         _fail(exc)
     started = time.perf_counter()
     failed = 0
-    bar: dict[str, Any] = {}
+    progress = SweepProgress(0, grid=("lr",))
+    last: dict[str, Any] = {"finished": None}
 
-    def on_wave(wave: int, todo: int, pairs: list[Any]) -> None:
-        if bar.get("progress") is not None:
-            bar["progress"].__exit__(None, None, None)
-            bar["progress"] = None
-        elapsed = time.perf_counter() - started
-        if todo:
+    def on_feed(n: int, pairs: list[Any]) -> None:
+        progress.add(n)
+        finished = sum(p.finished for p in pairs)
+        if finished != last["finished"]:  # a line whenever a climb finishes (and at the start)
+            last["finished"] = finished
             click.echo(
-                f"study {spec.name}: wave {wave + 1}, {todo} runs ({runner.describe()}); "
-                f"{progress_line(pairs)}; {elapsed / 60:.1f} min so far"
+                f"study {spec.name}: {progress_line(pairs)}; {progress.done} runs done, "
+                f"{progress.running + n} running ({runner.describe()}); "
+                f"{(time.perf_counter() - started) / 60:.1f} min so far"
             )
-            bar["progress"] = SweepProgress(todo, grid=("lr",)).__enter__()
-        else:
-            click.echo(f"study {spec.name}: {progress_line(pairs)} in {elapsed / 60:.1f} min")
-            _print_horizons(console, spec, pairs)
-
-    def on_event(kind: str, config: Any, outcome: Any) -> None:
-        bar["progress"].event(kind, config, outcome)
+        last["pairs"] = pairs
 
     with _sigterm_interrupts():
         try:
-            for _, outcome in the_study.waves(runner, on_event, on_wave, list(models) or None):
-                failed += outcome.status not in ("ok", "diverged", "oom")
+            with progress:
+                for _, outcome in the_study.run(runner, progress.event, on_feed, list(models) or None):
+                    failed += outcome.status not in ("ok", "diverged", "oom")
         except SeqbenchError as exc:
             _fail(exc)
         except KeyboardInterrupt:
@@ -101,9 +97,9 @@ def study(
                 "Interrupted: stored runs are kept; run the same command again to resume the study.", err=True
             )
             sys.exit(130)
-        finally:
-            if bar.get("progress") is not None:
-                bar["progress"].__exit__(None, None, None)
+    pairs = last.get("pairs") or the_study.pairs(read_runs(spec.results))
+    click.echo(f"study {spec.name}: {progress_line(pairs)} in {(time.perf_counter() - started) / 60:.1f} min")
+    _print_horizons(console, spec, pairs)
     if failed:
         click.echo(
             f"{failed} runs failed (stored with their error; the next invocation retries them).", err=True

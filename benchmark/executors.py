@@ -29,6 +29,9 @@ from seqbench.errors import OptionsError, SeqbenchError, suggest
 if TYPE_CHECKING:  # importing the config (pydantic) here would slow `seqbench --help`, which lists executors
     from seqbench.config import RunConfig
 
+#: `feed(n)`: at most n configurations to start now (each handed out once), [] when none can start yet.
+Feed = Callable[[int], list["RunConfig"]]
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -123,6 +126,15 @@ class Executor:
         self, configs: list[RunConfig], results: str, on_event: Event
     ) -> Iterator[tuple[RunConfig, Outcome]]:
         raise NotImplementedError
+
+    def run_feed(self, feed: Feed, results: str, on_event: Event) -> Iterator[tuple[RunConfig, Outcome]]:
+        """Run what `feed(n)` hands out (at most n configurations, each handed out once; [] once nothing more
+        can start until a running one finishes) until it hands out nothing with nothing running: work whose
+        next runs depend on the last ones' results (a study's climbs). Here in batches: everything the feed
+        has, run with `run`, then ask again. An executor that runs several at once overrides it to ask
+        whenever a slot frees (Dask), so that no worker waits for a batch's slowest run."""
+        while batch := feed(sys.maxsize):
+            yield from self.run(batch, results, on_event)
 
 
 class Serial(Executor):
@@ -227,6 +239,35 @@ class Dask(Executor):
     def run(
         self, configs: list[RunConfig], results: str, on_event: Event
     ) -> Iterator[tuple[RunConfig, Outcome]]:
+        """Every configuration submitted at once (the scheduler hands each worker one at a time)."""
+        pending = list(configs)
+
+        def everything(n: int) -> list[RunConfig]:
+            taken = pending[:]
+            pending.clear()
+            return taken
+
+        devices = {c.device for c in pending}
+        yield from self._run(everything, results, on_event, slots=sys.maxsize, devices=devices)
+
+    def run_feed(self, feed: Feed, results: str, on_event: Event) -> Iterator[tuple[RunConfig, Outcome]]:
+        """One run per worker in flight: the feed is asked again each time a run finishes (after its row is
+        stored), so a run that the finished one made possible starts at once on the free worker. The first
+        configuration, asked for before the cluster starts, says whether it needs GPU workers."""
+        held = feed(1)
+        if not held:
+            return
+
+        def held_first(n: int) -> list[RunConfig]:
+            out = held[:n]
+            del held[:n]
+            return out + (feed(n - len(out)) if n > len(out) else [])
+
+        yield from self._run(held_first, results, on_event, slots=None, devices={held[0].device})
+
+    def _run(
+        self, feed: Feed, results: str, on_event: Event, slots: int | None, devices: set[str]
+    ) -> Iterator[tuple[RunConfig, Outcome]]:
         try:
             import dask
             from distributed import Client, LocalCluster, as_completed
@@ -247,7 +288,7 @@ class Dask(Executor):
         }
         # GPU runs (cuda, or auto on a machine with GPUs) get one worker per GPU, each run one GPU.
         local = self.scheduler is None
-        gpus = gpu_count() if local and any(c.device in ("auto", "cuda") for c in configs) else 0
+        gpus = gpu_count() if local and devices & {"auto", "cuda"} else 0
         with dask.config.set(settings):
             if local:
                 cluster = LocalCluster(
@@ -283,10 +324,18 @@ class Dask(Executor):
                 futures[fut] = (config, run_id, attempt)
                 return fut
 
-            for config in configs:
-                submit(config, new_run_id(), 1)  # the run_id is fixed per run: a re-execution finds its row
-                on_event("start", config, None)
-            completed = as_completed(list(futures))
+            if slots is None:  # one per worker: the local cluster's, or the remote cluster's threads now
+                slots = (gpus or self.jobs or 2) if local else max(1, sum(client.nthreads().values()))
+
+            def refill() -> list[Any]:
+                started = []
+                for config in feed(slots - len(futures)) if len(futures) < slots else []:
+                    # the run_id is fixed per run: a re-execution finds its row
+                    started.append(submit(config, new_run_id(), 1))
+                    on_event("start", config, None)
+                return started
+
+            completed = as_completed(refill())
             for fut in completed:
                 config, run_id, attempt = futures.pop(fut)
                 try:
@@ -302,6 +351,8 @@ class Dask(Executor):
                     outcome = Outcome.of_row(row)
                 fut.release()  # let the scheduler forget the result: a later worker death cannot resurrect it
                 on_event("done", config, outcome)
+                for started in refill():  # the finished run's row is stored: what it made possible starts
+                    completed.add(started)
                 yield config, outcome
         finally:
             client.close()

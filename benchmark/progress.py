@@ -110,6 +110,12 @@ class SweepProgress:
         self._start = time.perf_counter()
         return self
 
+    def add(self, n: int) -> None:
+        """n more runs to do (a study's total grows as its climbs move on)."""
+        self.total += n
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+
     def event(self, kind: str, config: Any, outcome: Any) -> None:
         """An executor's event: ("start", config, None) or ("done", config, Outcome)."""
         from seqbench.sweep import describe

@@ -25,8 +25,10 @@ model's growing cache is counted at that length, so its width shrinks as the run
 small budget) is refused with the reason, and its cells read n/a. A state study is a file of its own (its
 own `name`), with `state:` in place of `params:`.
 
-Runs go in waves: every (task, model) that can move on contributes its next runs, the wave runs on the
-study's executor (Dask with 2 workers by default), and the decisions are read again. The study's
+Runs are handed to the study's executor (Dask with 2 workers by default) as it can start them: whenever a
+worker frees, the decisions are read again off the store and the slowest run that can start now goes to
+it, so a climb's next rung starts as soon as its last rung's runs are stored (an executor that cannot
+take work this way gets everything that can start, waits for all of it, and asks again). The study's
 definition is written beside its runs (`studies/<name>.json`) for `seqbench report` and `seqbench
 leaderboard --study`.
 """
@@ -395,30 +397,35 @@ class Study:
 
     # running
 
-    def waves(
+    def run(
         self,
         executor: Executor,
         on_event: Callable[[str, RunConfig, Outcome | None], None],
-        on_wave: Callable[[int, int, list[Pair]], None] | None = None,
+        on_feed: Callable[[int, list[Pair]], None] | None = None,
         models: list[str] | None = None,
     ) -> Iterator[tuple[RunConfig, Outcome]]:
-        """Run wave after wave until every (task, model) has its horizon; yields each finished run. `models`:
-        only these models' climbs run this time (the same study, split across invocations or machines)."""
+        """Run until every (task, model) has its horizon; yields each finished run. The executor asks for
+        work whenever it can start some (`Executor.run_feed`): each time, the climbs are read afresh off the
+        store, so a climb's next rung starts as soon as its last rung's runs are stored, not when every
+        other climb's runs are (slowest first among what can start: `order_by_cost`). `on_feed(n, pairs)`:
+        n runs handed out just now, and where the study stands. `models`: only these models' climbs run
+        this time (the same study, split across invocations or machines)."""
         from seqbench.store import read_runs
 
         write_definition(self.spec)
         attempted: set[tuple[str, int]] = set()
-        wave = 0
-        while True:
-            pairs = self.pairs(read_runs(self.spec.results), attempted)
+
+        def feed(n: int) -> list[RunConfig]:
+            runs = read_runs(self.spec.results)
+            pairs = self.pairs(runs, attempted)
             todo = [c for p in pairs if models is None or p.model in models for c in p.next]
-            if on_wave is not None:
-                on_wave(wave, len(todo), pairs)
-            if not todo:
-                return
-            wave += 1
+            todo = order_by_cost(todo, runs)[:n]
             attempted.update((c.config_hash(), c.seed) for c in todo)
-            yield from executor.run(order_by_cost(todo, self.spec.results), self.spec.results, on_event)
+            if on_feed is not None:
+                on_feed(len(todo), pairs)
+            return todo
+
+        yield from executor.run_feed(feed, self.spec.results, on_event)
 
 
 @lru_cache(maxsize=4096)
@@ -484,12 +491,9 @@ def choose_lr(rows: dict[float, dict[str, Any] | None]) -> float:
     )
 
 
-def order_by_cost(configs: list[RunConfig], results: str) -> list[RunConfig]:
-    """The slowest runs first (by the train time stored for the same task and model; unknown ones first),
-    so that a wave's last minutes are not one long run on one worker while the other waits."""
-    from seqbench.store import read_runs
-
-    runs = read_runs(results)
+def order_by_cost(configs: list[RunConfig], runs: pd.DataFrame) -> list[RunConfig]:
+    """The slowest runs first (by the wall time stored in `runs` for the same task and model; unknown ones
+    first), so that the study's last minutes are not one long run on one worker while the other waits."""
     cost: dict[tuple[str, str], float] = {}
     if not runs.empty:
         cost = runs.groupby(["task", "model"])["wall_time_s"].mean().to_dict()

@@ -258,7 +258,7 @@ def test_a_study_sized_by_state(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(STUDY.format(size="state: 24", results=tmp_path / "res"))
     study = Study(load_study(path))
-    outcomes = list(study.waves(EXECUTORS["serial"](same_process=True), lambda *a: None))
+    outcomes = list(study.run(EXECUTORS["serial"](same_process=True), lambda *a: None))
     # gru: three rates at rung 1 (seed 0 at the chosen rate is one of them), not solved: the climb ends there;
     # ntm: refused (its memory alone is more than 24 floats)
     assert len(outcomes) == 3

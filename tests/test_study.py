@@ -43,7 +43,7 @@ def _study(tmp_path: Path, threshold: float, quick: bool = False) -> tuple[Study
 
 def _run(study: Study) -> list:
     executor = EXECUTORS["serial"](same_process=True)
-    return list(study.waves(executor, lambda *a: None))
+    return list(study.run(executor, lambda *a: None))
 
 
 def test_lr_is_chosen_on_validation_never_on_test():
@@ -181,7 +181,7 @@ def test_a_study_runs_only_the_models_asked_for(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(SPEC.format(results=tmp_path / "res", threshold=2.0).replace("[lstm]", "[lstm, rnn]"))
     study = Study(load_study(path))
-    outcomes = list(study.waves(EXECUTORS["serial"](same_process=True), lambda *a: None, models=["rnn"]))
+    outcomes = list(study.run(EXECUTORS["serial"](same_process=True), lambda *a: None, models=["rnn"]))
     assert {c.model for c, _ in outcomes} == {"rnn"} and len(outcomes) == 4  # 3 rates, then seed 1
     by = {p.model: p for p in study.pairs(read_runs(tmp_path / "res"))}
     assert by["rnn"].finished and not by["lstm"].finished and by["lstm"].horizon is None

@@ -203,6 +203,44 @@ def test_dask_local_cluster_stores_the_same_rows(tmp_path):
     assert (merged["loss_x"] == merged["loss_y"]).all()  # seeded: the executor changes nothing
 
 
+@pytest.mark.dask
+def test_dask_feed_keeps_a_run_per_worker_and_asks_again_as_each_finishes(tmp_path):
+    """`run_feed` (a study's climbs): the feed is asked whenever a worker frees, after the finished run's
+    row is stored, so a run it hands out only once another's row is stored starts without waiting for the
+    rest; never more runs in flight than workers; every run handed out runs once."""
+    configs = sw.expand(small_spec(tmp_path))[:5]
+    first, after = configs[0], configs[1]  # `after` can start only once `first` is stored
+    handed: list = []
+    asked: list[tuple[int, int]] = []
+    running = {"now": 0, "most": 0}
+
+    def feed(n: int) -> list:
+        stored = set(read_runs(tmp_path)["config_hash"] + "/" + read_runs(tmp_path)["seed"].astype(str))
+        ready = [
+            c
+            for c in configs
+            if c not in handed and (c is not after or f"{first.config_hash()}/{first.seed}" in stored)
+        ]
+        asked.append((n, len(ready[:n])))
+        handed.extend(ready[:n])
+        return ready[:n]
+
+    def on_event(kind: str, config, outcome) -> None:
+        running["now"] += 1 if kind == "start" else -1
+        running["most"] = max(running["most"], running["now"])
+
+    executor = EXECUTORS["dask"](jobs=2, same_process=True)
+    done = [c for c, o in executor.run_feed(feed, str(tmp_path), on_event) if o.ok]
+    assert sorted(c.config_hash() + str(c.seed) for c in done) == sorted(
+        c.config_hash() + str(c.seed) for c in configs
+    )
+    assert done.index(first) < done.index(after) and running["most"] == 2
+    assert asked[0] == (1, 1) and all(
+        n <= 2 for n, _ in asked
+    )  # one first (it picks the devices), then slots
+    assert len(asked) >= len(configs)  # asked again after every finished run
+
+
 def _register_suicide_model() -> None:
     """Runs on every Dask worker: the fake provider exists there too."""
     from seqbench.registry import MODELS as worker_models
