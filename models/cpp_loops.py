@@ -33,6 +33,8 @@ import torch
 from seqbench.provenance import note_kernel, note_one_off
 
 SOURCES = sorted(Path(__file__).with_name("csrc").glob("*.cpp"))
+# headers the sources include: in the digest too, so that a changed header rebuilds the extension
+HEADERS = sorted(Path(__file__).with_name("csrc").glob("*.h"))
 ENV = "SEQBENCH_LSTM_KERNEL"
 
 
@@ -63,9 +65,9 @@ def load() -> Any | None:
     level, flags = simd()
     # The source's and flags' digest in the name: a changed source (a seqbench upgrade) builds afresh, with
     # the message below, and two versions sharing a cache each keep their own build instead of rebuilding.
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(flags).encode()).hexdigest()[
-        :10
-    ]
+    digest = hashlib.sha256(
+        b"".join(p.read_bytes() for p in SOURCES + HEADERS) + " ".join(flags).encode()
+    ).hexdigest()[:10]
     name = f"seqbench_recurrent_{level}_{digest}"
     started = time.perf_counter()
     try:

@@ -28,6 +28,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "vec_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -52,17 +54,8 @@ struct Dims {
   }
 };
 
-template <typename T>
-using Vec = at::vec::Vectorized<T>;
-
-template <typename T>
-inline T hsum(const Vec<T>& v) {
-  T lanes[Vec<T>::size()];
-  v.store(lanes);
-  T sum = 0;
-  for (int64_t k = 0; k < Vec<T>::size(); ++k) sum += lanes[k];
-  return sum;
-}
+using seqbench_vec::hsum;
+using seqbench_vec::Vec;
 
 // Σ a_i b_i with SIMD accumulators: a plain loop is one latency-bound chain of FMAs (no reassociation).
 template <typename T>

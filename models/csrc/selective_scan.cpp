@@ -25,23 +25,16 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "vec_util.h"
+
 #include <algorithm>
 #include <tuple>
 #include <vector>
 
 namespace {
 
-template <typename T>
-using Vec = at::vec::Vectorized<T>;
-
-template <typename T>
-inline T hsum(const Vec<T>& v) {
-  T lanes[Vec<T>::size()];
-  v.store(lanes);
-  T sum = 0;
-  for (int64_t k = 0; k < Vec<T>::size(); ++k) sum += lanes[k];
-  return sum;
-}
+using seqbench_vec::hsum;
+using seqbench_vec::Vec;
 
 // One step for one channel d of one batch row: a = exp(dt A_d), h = a h + (dt x) B, returns h · C. `a_out`,
 // when given, receives a (the backward's recomputation keeps it).
