@@ -2,7 +2,8 @@
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
 `grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN;
 `scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU and minLSTM, `common.diagonal_scan`;
-`selective_scan.cpp`: Mamba's selective scan, fused).
+`selective_scan.cpp`: Mamba's selective scan, fused; `linear_recurrence.cpp`: the DPLR and gated linear
+attention recurrences of the linear-attention mixers, fused).
 A new source file registers its ops with `TORCH_LIBRARY_FRAGMENT(seqbench_recurrent, m)` (only one file may
 hold the `TORCH_LIBRARY` block) and is built with the others.
 
@@ -168,6 +169,7 @@ def _register_flops(ops: Any) -> None:
 
 def _register_memory_flops(ops: Any) -> None:
     """Mamba's fused selective scan (selective_scan.cpp): the products of the chunked form's y_t = h_t C_t.
+    The fused linear recurrence (linear_recurrence.cpp): the products of its recurrent form (a test compares).
     The NTM's and the stack RNN's C++ loops (ntm_loops.cpp, stack_loops.cpp): their matrix products per
     step, and for the NTM the products its reference loop makes as bmm/matmul (content similarity, read and
     shift), forward once and backward twice (the gradients of both factors), as the counter counts the
@@ -202,6 +204,20 @@ def _register_memory_flops(ops: Any) -> None:
     @register_flop_formula(ops.selective_scan_backward)
     def _(dy, dh, dt, *rest, out_shape=None) -> int:  # the einsum's two gradients
         return 4 * dt[0] * dt[1] * dt[2] * rest[3][1]
+
+    def dplr(
+        q: Any, v: Any, a: Any
+    ) -> int:  # the recurrent form's products a step: u = Sᵀa (with a), o = Sᵀq
+        B, H, T, dk = q
+        return 2 * B * H * T * dk * v[3] * (2 if a[0] else 1)
+
+    @register_flop_formula(ops.dplr_forward)
+    def _(q, k, v, a, b, g, S0, chunk, keep, out_shape=None) -> int:
+        return dplr(q, v, a)
+
+    @register_flop_formula(ops.dplr_backward)
+    def _(do, dST, q, k, v, a, *rest, out_shape=None) -> int:  # each product's two gradients
+        return 2 * dplr(q, v, a)
 
     @register_flop_formula(ops.stack_forward)
     def _(drive, R, A, bA, D, bD, dims, out_shape=None) -> int:

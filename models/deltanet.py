@@ -11,7 +11,8 @@ that is S_t = S_{t-1} + β_t k_t (v_t - S_{t-1}ᵀ k_t)ᵀ: the value stored und
 v_t (fla's `fla/ops/delta_rule/naive.py`). With negative_eigenvalues=True, β_t = 2σ(·) ∈ (0, 2), so the
 transition I - β k kᵀ has an eigenvalue in (-1, 1) along k_t (Grazzi et al. 2025, "Unlocking State-Tracking
 in Linear RNNs Through Negative Eigenvalues", arXiv:2411.12537). Both forms are linear_recurrence's DPLR with
-a = k, b = -β k, k -> β k; the chunked one is the WY/UT form. State: heads x d_k x d_v.
+a = k, b = -β k, k -> β k; the chunked one is the WY/UT form, and by default (implementation="fast") the
+recurrence runs in linear_recurrence's fused C++ loop instead wherever that builds (the same function). State: heads x d_k x d_v.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
     check_options,
-    dplr_chunked,
+    chunked_or_fused,
     dplr_recurrent,
     merge_heads,
     split_heads,
@@ -34,6 +35,7 @@ from seqbench.models.linear_recurrence import (
 class DeltaNetMixer(TwoFormMixer):
     version = 1
     gated = False
+    kernel = "deltanet"  # the name in the row's `kernels` column
 
     def __init__(
         self,
@@ -43,10 +45,12 @@ class DeltaNetMixer(TwoFormMixer):
         negative_eigenvalues: bool = False,
         form: str = "chunked",
         chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
         super().__init__()
-        check_options(type(self).__name__, form, chunk, heads, expand)
+        check_options(type(self).__name__, form, chunk, heads, expand, implementation)
         self.heads, self.form, self.chunk = heads, form, chunk
+        self.fast = implementation == "fast"
         self.negative_eigenvalues = negative_eigenvalues
         self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
@@ -78,7 +82,7 @@ class DeltaNetMixer(TwoFormMixer):
         if form == "recurrent":
             o, S = dplr_recurrent(q, beta * k, v, k, b, g, S)
         else:
-            o, S = dplr_chunked(q, beta * k, v, k, b, g, S, self.chunk)
+            o, S = chunked_or_fused(self.kernel, self.fast, q, beta * k, v, k, b, g, S, self.chunk)
         return self.out(self.gate_output(x, merge_heads(self.norm(o)))), (S,)
 
 

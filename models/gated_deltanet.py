@@ -26,6 +26,7 @@ from seqbench.models.linear_recurrence import MIN_LOG_DECAY, split_heads
 
 class GatedDeltaNetMixer(DeltaNetMixer):
     version = 1
+    kernel = "gated_deltanet"
 
     def __init__(
         self,
@@ -35,8 +36,9 @@ class GatedDeltaNetMixer(DeltaNetMixer):
         negative_eigenvalues: bool = False,
         form: str = "chunked",
         chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
-        super().__init__(d_model, heads, expand, negative_eigenvalues, form, chunk)
+        super().__init__(d_model, heads, expand, negative_eigenvalues, form, chunk, implementation)
         self.alpha = nn.Linear(d_model, heads, bias=False)
         # Mamba-2's initialisation: A in [1, 16], dt = softplus(dt_bias) log-uniform in [1e-3, 1e-1].
         self.A_log = nn.Parameter(torch.empty(heads).uniform_(1, 16).log())

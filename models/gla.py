@@ -24,7 +24,7 @@ from seqbench.models.linear_recurrence import (
     MIN_LOG_DECAY,
     TwoFormMixer,
     check_options,
-    gla_chunked,
+    chunked_or_fused,
     gla_recurrent,
     merge_heads,
     split_heads,
@@ -44,10 +44,12 @@ class GLAMixer(TwoFormMixer):
         expand_k: float = 0.5,
         form: str = "chunked",
         chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
         super().__init__()
-        check_options("gla", form, chunk, heads, expand)
+        check_options("gla", form, chunk, heads, expand, implementation)
         self.heads, self.form, self.chunk = heads, form, chunk
+        self.fast = implementation == "fast"
         self.dk = max(1, int(expand * d_model * expand_k) // heads)
         self.dv = max(1, expand * d_model // heads)
         self.q = nn.Linear(d_model, heads * self.dk, bias=False)
@@ -74,7 +76,7 @@ class GLAMixer(TwoFormMixer):
         if form == "recurrent":
             o, S = gla_recurrent(q, k, v, g, S)
         else:
-            o, S = gla_chunked(q, k, v, g, S, self.chunk)
+            o, S = chunked_or_fused("gla", self.fast, q, k, v, None, None, g, S, self.chunk)
         return self.out(F.silu(self.r(x)) * merge_heads(self.norm(o))), (S,)
 
 

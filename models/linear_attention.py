@@ -22,7 +22,7 @@ from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
     check_options,
-    gla_chunked,
+    chunked_or_fused,
     gla_recurrent,
     merge_heads,
     split_heads,
@@ -35,11 +35,18 @@ class LinearAttentionMixer(TwoFormMixer):
     version = 1
 
     def __init__(
-        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+        self,
+        d_model: int,
+        heads: int = 4,
+        expand: int = 1,
+        form: str = "chunked",
+        chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
         super().__init__()
-        check_options("linear_attention", form, chunk, heads, expand)
+        check_options("linear_attention", form, chunk, heads, expand, implementation)
         self.heads, self.form, self.chunk = heads, form, chunk
+        self.fast = implementation == "fast"
         self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.out = nn.Linear(heads * self.dv, d_model, bias=False)
@@ -55,7 +62,7 @@ class LinearAttentionMixer(TwoFormMixer):
         if form == "recurrent":
             o, S = gla_recurrent(q, k, v1, None, S)
         else:
-            o, S = gla_chunked(q, k, v1, None, S, self.chunk)
+            o, S = chunked_or_fused("linear_attention", self.fast, q, k, v1, None, None, None, S, self.chunk)
         o = o[..., :-1] / (o[..., -1:] + EPS)
         return self.out(merge_heads(o)), (S,)
 

@@ -16,7 +16,10 @@ Diagonal-plus-low-rank, the generalised delta rule (DeltaNet, Gated DeltaNet, RW
 DeltaNet is a = k, b = -β k, k -> β k (S_t = (I - β k kᵀ) S_{t-1} + β k vᵀ); Gated DeltaNet multiplies the
 transition by α_t = exp g_t, so b = -α β k.
 
-`*_recurrent` run one step at a time: the specification. `*_chunked` split time into chunks of C steps, do
+`*_recurrent` run one step at a time: the specification. `chunked_or_fused` runs the same recurrence, either
+form's, through one C++ loop with a hand-written backward (csrc/linear_recurrence.cpp) where the C++ loops
+build (the CPU) and the mixer's `implementation` is "fast" (the default), else `*_chunked`; same function, so
+no mixer's version changes, and the row's `kernels` column says which ran. `*_chunked` split time into chunks of C steps, do
 the work inside a chunk with matrix products and carry S across chunks (Yang et al. 2024, "Gated Linear
 Attention Transformers with Hardware-Efficient Training", §3; the DPLR chunk is the WY/UT form of Yang et al.
 2024, "Parallelizing Linear Transformers with the Delta Rule over Sequence Length", generalised to a
@@ -34,10 +37,13 @@ holds e^88).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 from seqbench.models.backbone import Mixer, State
 
 MIN_LOG_DECAY = (
@@ -195,6 +201,75 @@ def dplr_chunked(
     return torch.stack(outs, 2).flatten(2, 3)[:, :, :T], S
 
 
+class _FusedDPLR(torch.autograd.Function):
+    """The C++ loop (csrc/linear_recurrence.cpp) over q, k, a, b (B, H, T, d_k), v (B, H, T, d_v), g (B, H, T,
+    1 or d_k) and S0 (B, H, d_k, d_v); a, b and g may be empty tensors (no low-rank term, no decay). It keeps
+    the states at the starts of chunks of `chunk` steps for its backward, which recomputes the rest."""
+
+    @staticmethod
+    def forward(ctx: Any, ops: Any, chunk: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        o, S, marks = ops.dplr_forward(*tensors, chunk, True)
+        ctx.ops, ctx.chunk = ops, chunk
+        ctx.save_for_backward(*tensors[:6], marks)
+        return o, S
+
+    @staticmethod
+    def backward(ctx: Any, do: torch.Tensor, dS: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        *inputs, marks = ctx.saved_tensors
+        grads = ctx.ops.dplr_backward(do, dS, *inputs, marks, ctx.chunk)
+        present = [t.numel() > 0 for t in inputs] + [True]  # empty a, b, g get no gradient
+        return None, None, *(gr if p else None for gr, p in zip(grads, present, strict=True))
+
+
+def dplr_fused(
+    ops: Any,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    g: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    chunk: int = CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dplr_recurrent's recurrence (gla_recurrent's with a = b = None) in the C++ loop; `chunk`: the steps
+    between the states its backward keeps. Under torch.no_grad it keeps none."""
+    empty = q.new_empty(0)
+    S = _zero_state(q, v) if state is None else state
+    if g is not None:  # the loop reads one decay per step: a broadcast one (RetNet's fixed decay) made whole
+        g = g.expand(*q.shape[:3], g.shape[-1])
+    tensors = tuple((empty if t is None else t).contiguous() for t in (q, k, v, a, b, g, S))
+    if torch.is_grad_enabled():
+        return _FusedDPLR.apply(ops, chunk, *tensors)
+    o, S, _ = ops.dplr_forward(*tensors, chunk, False)
+    return o, S
+
+
+def chunked_or_fused(
+    name: str,
+    fast: bool,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    a: torch.Tensor | None,
+    b: torch.Tensor | None,
+    g: torch.Tensor | None,
+    state: torch.Tensor | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole-sequence form of mixer `name`: the fused C++ loop where `fast` and it runs (a CPU tensor in
+    float32 or float64, the extension built), else the chunked form (dplr_chunked, or gla_chunked for
+    a = b = None). Notes which ran for the row's `kernels` column."""
+    ops = None
+    if fast and q.dtype in (torch.float32, torch.float64):
+        ops = cpp_loops.ops_for(name, q.device)
+    if ops is not None:
+        return dplr_fused(ops, q, k, v, a, b, g, state, chunk)
+    if a is None:
+        return gla_chunked(q, k, v, g, state, chunk)
+    return dplr_chunked(q, k, v, a, b, g, state, chunk)
+
+
 # ---- what the mixers built on these recurrences share ----------------------------------------------------
 
 
@@ -208,7 +283,11 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).flatten(2)
 
 
-def check_options(name: str, form: str, chunk: int, heads: int, expand: int) -> None:
+def check_options(
+    name: str, form: str, chunk: int, heads: int, expand: int, implementation: str = "fast"
+) -> None:
+    if implementation not in ("fast", "reference"):
+        raise OptionsError(f"{name}: implementation must be 'fast' or 'reference', got {implementation!r}.")
     if heads < 1 or expand < 1:
         raise OptionsError(f"{name}: heads and expand must be >= 1, got heads={heads}, expand={expand}.")
     forms = ("chunked", "recurrent")

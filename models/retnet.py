@@ -22,7 +22,7 @@ from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
     check_options,
-    gla_chunked,
+    chunked_or_fused,
     gla_recurrent,
     merge_heads,
     split_heads,
@@ -33,11 +33,18 @@ class RetNetMixer(TwoFormMixer):
     version = 1
 
     def __init__(
-        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+        self,
+        d_model: int,
+        heads: int = 4,
+        expand: int = 1,
+        form: str = "chunked",
+        chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
         super().__init__()
-        check_options("retnet", form, chunk, heads, expand)
+        check_options("retnet", form, chunk, heads, expand, implementation)
         self.heads, self.form, self.chunk = heads, form, chunk
+        self.fast = implementation == "fast"
         self.dk = self.dv = max(1, expand * d_model // heads)
         self.qkv = nn.Linear(d_model, 3 * heads * self.dk, bias=False)
         self.gate = nn.Linear(d_model, heads * self.dv, bias=False)
@@ -57,7 +64,7 @@ class RetNetMixer(TwoFormMixer):
         if form == "recurrent":
             o, S = gla_recurrent(q, k, v, g, S)
         else:
-            o, S = gla_chunked(q, k, v, g, S, self.chunk)
+            o, S = chunked_or_fused("retnet", self.fast, q, k, v, None, None, g, S, self.chunk)
         o = merge_heads(o)  # (B, T, H·dv)
         o = self.norm(o.flatten(0, 1)).view_as(o)
         return self.out(F.silu(self.gate(x)) * o), (S,)

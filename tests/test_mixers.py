@@ -245,3 +245,126 @@ def test_mamba_records_which_scan_ran(kernel, monkeypatch):
     out = build("mamba", chunk=4)(x)
     assert ("mamba=python" in kernels()) == (kernel == "python")
     assert_close(out, build("mamba", chunk=4, implementation="reference")(x), "fast and reference")
+
+
+# (B, H, T, d_k, d_v, low-rank term, decays per step (0: none), chunk): T a multiple of the chunk and not,
+# chunk 1 and longer than T, d_v below, at and above a SIMD width, a decay per head and per channel.
+FUSED_SIZES = [
+    (2, 3, 13, 5, 7, True, 0, 4),
+    (2, 2, 9, 8, 3, True, 1, 3),
+    (1, 2, 17, 6, 9, True, 6, 32),
+    (2, 2, 12, 4, 10, False, 4, 1),
+    (2, 1, 10, 9, 8, False, 0, 5),
+    (2, 2, 8, 3, 3, False, 1, 2),
+]
+
+
+@pytest.mark.parametrize("sizes", FUSED_SIZES, ids=lambda s: "-".join(map(str, s)))
+def test_fused_linear_recurrence_equals_both_forms(sizes, monkeypatch):
+    """The C++ loop (models/csrc/linear_recurrence.cpp) against the recurrent form (the specification) and the
+    chunked form it replaces, float64: outputs, the final state and the gradient of every input (q, k, v, a,
+    b, the decays, the initial state), with a loss on the final state too; and the no-grad path."""
+    from seqbench.models import cpp_loops
+    from seqbench.models import linear_recurrence as lr
+
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", "cpp")
+    ops = cpp_loops.load()
+    Bn, Hn, Tn, dk, dv, lowrank, gd, chunk = sizes
+    torch.manual_seed(0)
+    q, k, a, b = (0.5 * torch.randn(Bn, Hn, Tn, dk, dtype=torch.double) for _ in range(4))
+    v = torch.randn(Bn, Hn, Tn, dv, dtype=torch.double)
+    g = -torch.rand(Bn, Hn, Tn, gd, dtype=torch.double) if gd else None
+    inputs = [
+        q,
+        k,
+        v,
+        a if lowrank else None,
+        b if lowrank else None,
+        g,
+        torch.randn(Bn, Hn, dk, dv).double(),
+    ]
+
+    def run(form):
+        leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
+        qq, kk, vv, aa, bb, gg, S0 = leaves
+        if form == "fused":
+            o, S = lr.dplr_fused(ops, qq, kk, vv, aa, bb, gg, S0, chunk)
+        elif lowrank:
+            o, S = (
+                lr.dplr_recurrent(*leaves) if form == "recurrent" else lr.dplr_chunked(*leaves, chunk=chunk)
+            )
+        elif form == "recurrent":
+            o, S = lr.gla_recurrent(qq, kk, vv, gg, S0)
+        else:
+            o, S = lr.gla_chunked(qq, kk, vv, gg, S0, min(chunk, 32))
+        torch.manual_seed(1)
+        present = [t for t in leaves if t is not None]
+        return o, S, grads([o, S], [torch.randn_like(o), torch.randn_like(S)], present)
+
+    fused = run("fused")
+    for form in ("recurrent", "chunked"):
+        other = run(form)
+        assert_close(fused[0], other[0], f"outputs against the {form} form")
+        assert_close(fused[1], other[1], f"final state against the {form} form")
+        for i, (x, y) in enumerate(zip(fused[2], other[2], strict=True)):
+            assert_close(x, y, f"gradient of input {i} against the {form} form")
+    with torch.no_grad():
+        o, S = lr.dplr_fused(ops, *inputs[:6], inputs[6], chunk)
+    assert_close(o, fused[0], "outputs without autograd")
+    assert_close(S, fused[1], "final state without autograd")
+
+
+FUSED_MIXERS = ["deltanet", "gated_deltanet", "gla", "retnet", "linear_attention"]
+
+
+@pytest.mark.parametrize("name", FUSED_MIXERS)
+@pytest.mark.parametrize("kernel", ["cpp", "python"])
+def test_linear_recurrence_mixers_record_which_loop_ran(name, kernel, monkeypatch):
+    """`kernels` names the fused loop (name=cpp-...) where it ran and name=python where the chunked form did;
+    implementation=reference gives the same outputs and gradients (the equality tests above run the fused loop
+    from a carried-over state)."""
+    from seqbench.provenance import kernels, reset_kernels
+
+    monkeypatch.setenv("SEQBENCH_LSTM_KERNEL", kernel)
+    reset_kernels()
+    x = torch.randn(B, T, IN, dtype=torch.double)
+    fast, ref = build(name, chunk=4), build(name, chunk=4, implementation="reference")
+    out = fast(x)
+    assert f"{name}=python" in kernels() if kernel == "python" else f"{name}=cpp-" in kernels()
+    expected = ref(x)
+    assert_close(out, expected, "fast and reference")
+    (ga,) = grads([out], [torch.ones_like(out)], [next(fast.parameters())])
+    (gb,) = grads([expected], [torch.ones_like(expected)], [next(ref.parameters())])
+    assert_close(ga, gb, "first parameter's gradient")
+
+
+def test_fused_linear_recurrence_flops_equal_the_recurrent_form():
+    """The FLOP formulas registered for the fused loop count what torch's counter counts for the recurrent
+    form (forward and backward), with and without the low-rank term, from an initial state that needs its
+    gradient (from a constant one the recurrent form skips one product, u_0's gradient towards S_0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seqbench.models import cpp_loops
+    from seqbench.models import linear_recurrence as lr
+
+    ops = cpp_loops.load()
+    if ops is None:
+        pytest.skip("the C++ loops did not build here")
+    q, k, a, b = (torch.randn(2, 3, 7, 4, requires_grad=True) for _ in range(4))
+    v = torch.randn(2, 3, 7, 5, requires_grad=True)
+    S0 = torch.randn(2, 3, 4, 5, requires_grad=True)
+    for lowrank in (True, False):
+        counts = []
+        for form in ("fused", "recurrent"):
+            with FlopCounterMode(display=False) as counter:
+                if form == "fused":
+                    o, S = lr.dplr_fused(
+                        ops, q, k, v, a if lowrank else None, b if lowrank else None, None, S0
+                    )
+                elif lowrank:
+                    o, S = lr.dplr_recurrent(q, k, v, a, b, None, S0)
+                else:
+                    o, S = lr.gla_recurrent(q, k, v, None, S0)
+                (o.sum() + S.sum()).backward()
+            counts.append(counter.get_total_flops())
+        assert counts[0] == counts[1] > 0, (lowrank, counts)
