@@ -34,19 +34,8 @@
 
 namespace {
 
-using seqbench_vec::hsum;
+using seqbench_vec::dot;
 using seqbench_vec::Vec;
-
-// x · y over n floats
-template <typename T>
-inline T dot(const T* __restrict__ x, const T* __restrict__ y, int64_t n) {
-  Vec<T> acc(T(0));
-  for (int64_t j = 0; j < n; j += Vec<T>::size()) {
-    const int64_t c = std::min<int64_t>(Vec<T>::size(), n - j);
-    acc = at::vec::fmadd(Vec<T>::loadu(x + j, c), Vec<T>::loadu(y + j, c), acc);
-  }
-  return hsum(acc);
-}
 
 // y = alpha x + beta y over n floats (beta = 1: y += alpha x)
 template <typename T>

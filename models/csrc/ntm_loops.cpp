@@ -54,19 +54,9 @@ struct Dims {
   }
 };
 
+using seqbench_vec::dot;
 using seqbench_vec::hsum;
 using seqbench_vec::Vec;
-
-// Σ a_i b_i with SIMD accumulators: a plain loop is one latency-bound chain of FMAs (no reassociation).
-template <typename T>
-inline T dot(const T* a, const T* b, int64_t n) {
-  Vec<T> acc(T(0));
-  for (int64_t i = 0; i < n; i += Vec<T>::size()) {
-    const int64_t c = std::min<int64_t>(Vec<T>::size(), n - i);
-    acc = at::vec::fmadd(Vec<T>::loadu(a + i, c), Vec<T>::loadu(b + i, c), acc);
-  }
-  return hsum(acc);
-}
 
 // out_i = exp(scale * in_i + shift), vectorised (SLEEF's exp, as ATen's kernels use).
 template <typename T>
