@@ -12,7 +12,8 @@ Every input is lerped with the previous step's (token shift, x'_t = x_t + μ ⊙
     y_t = W_o (GroupNorm_h(o_t) ⊙ (σ(x'_g W_g1) W_g2))
 
 In linear_recurrence's column convention (fla's `generalized_delta_rule`, `dplr`) that is the DPLR recurrence
-with g = log w, a = κ̂, b = -(a ⊙ κ̂), k = k̃. Variant: no value residual across layers (v_first) and
+with g = log w, a = κ̂, b = -(a ⊙ κ̂), k = k̃; by default (implementation="fast") it runs in linear_recurrence's
+fused C++ loop wherever that builds (the same function as the chunked form). Variant: no value residual across layers (v_first) and
 LoRA ranks fixed at 16. State: heads x d_k x d_v for S plus d for the token shift's previous input.
 """
 
@@ -28,7 +29,7 @@ from seqbench.models.backbone import MixerModel
 from seqbench.models.linear_recurrence import (
     TwoFormMixer,
     check_options,
-    dplr_chunked,
+    chunked_or_fused,
     dplr_recurrent,
     merge_heads,
     split_heads,
@@ -49,11 +50,18 @@ class RWKV7Mixer(TwoFormMixer):
     version = 1
 
     def __init__(
-        self, d_model: int, heads: int = 4, expand: int = 1, form: str = "chunked", chunk: int = 32
+        self,
+        d_model: int,
+        heads: int = 4,
+        expand: int = 1,
+        form: str = "chunked",
+        chunk: int = 32,
+        implementation: str = "fast",
     ) -> None:
         super().__init__()
-        check_options("rwkv7", form, chunk, heads, expand)
+        check_options("rwkv7", form, chunk, heads, expand, implementation)
         d, self.heads, self.form, self.chunk = d_model, heads, form, chunk
+        self.fast = implementation == "fast"
         self.dk = self.dv = max(1, expand * d_model // heads)
         inner = heads * self.dk
         self.mu = nn.Parameter(torch.rand(len(USES), d))
@@ -86,7 +94,10 @@ class RWKV7Mixer(TwoFormMixer):
         kappa = F.normalize(k * self.xi.view(H, 1, -1), dim=-1)
         k_tilde = k * (1 + (a - 1) * self.alpha.view(H, 1, -1))
         args = (r, k_tilde, v, kappa, -(a * kappa), split_heads(log_w, H), S)
-        o, S = dplr_recurrent(*args) if form == "recurrent" else dplr_chunked(*args, self.chunk)
+        if form == "recurrent":
+            o, S = dplr_recurrent(*args)
+        else:
+            o, S = chunked_or_fused("rwkv7", self.fast, *args, self.chunk)
         bonus = (r * self.rho.unsqueeze(1) * k_tilde).sum(-1, keepdim=True) * v  # (B, H, T, dv)
         o = merge_heads(o + bonus)
         o = self.norm(o.flatten(0, 1)).view_as(o)

@@ -314,7 +314,7 @@ def test_fused_linear_recurrence_equals_both_forms(sizes, monkeypatch):
     assert_close(S, fused[1], "final state without autograd")
 
 
-FUSED_MIXERS = ["deltanet", "gated_deltanet", "gla", "retnet", "linear_attention"]
+FUSED_MIXERS = ["deltanet", "gated_deltanet", "gla", "retnet", "linear_attention", "rwkv7"]
 
 
 @pytest.mark.parametrize("name", FUSED_MIXERS)
