@@ -1,6 +1,6 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
-`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `stack_loops.cpp`: the stack RNN;
+`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `dnc_loops.cpp`: the DNC; `stack_loops.cpp`: the stack RNN;
 `scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU and minLSTM, `common.diagonal_scan`;
 `selective_scan.cpp`: Mamba's selective scan, fused; `linear_recurrence.cpp`: the DPLR and gated linear
 attention recurrences of the linear-attention mixers, fused).
@@ -170,8 +170,8 @@ def _register_flops(ops: Any) -> None:
 def _register_memory_flops(ops: Any) -> None:
     """Mamba's fused selective scan (selective_scan.cpp): the products of the chunked form's y_t = h_t C_t.
     The fused linear recurrence (linear_recurrence.cpp): the products of its recurrent form (a test compares).
-    The NTM's and the stack RNN's C++ loops (ntm_loops.cpp, stack_loops.cpp): their matrix products per
-    step, and for the NTM the products its reference loop makes as bmm/matmul (content similarity, read and
+    The NTM's, the DNC's and the stack RNN's C++ loops (ntm_loops.cpp, dnc_loops.cpp, stack_loops.cpp): their
+    matrix products per step, and for the NTM and the DNC the products its reference loop makes as bmm/matmul (content similarity, read and
     shift), forward once and backward twice (the gradients of both factors), as the counter counts the
     reference loop's products. Not checked to equality against the reference loop's count (which also sees
     products of the controller's input that the C++ path hoists out of the loop): a close estimate."""
@@ -193,6 +193,21 @@ def _register_memory_flops(ops: Any) -> None:
     def _(dhr, Wc, Wp, hr, cs, gates, *rest, out_shape=None) -> int:
         dims = rest[-3]
         return 2 * gates[0] * ntm_step(gates, Wc, Wp, dims)
+
+    def dnc_step(xp: Any, Wc: Any, Wi: Any, dims: list[int]) -> int:
+        _, B, G = xp
+        N, W, R = dims
+        ctrl = 2 * B * G * Wc[1] + 2 * B * Wi[0] * Wi[1]  # [Whh | Wr] and the interface
+        # content similarities (write key, read keys), the link products (forward, backward), the reads
+        return ctrl + 2 * B * (R + 1) * N * W + 4 * B * R * N * N + 2 * B * R * N * W
+
+    @register_flop_formula(ops.dnc_forward)
+    def _(xp, Wc, Wi, bi, *rest, out_shape=None) -> int:
+        return xp[0] * dnc_step(xp, Wc, Wi, rest[-4])
+
+    @register_flop_formula(ops.dnc_backward)
+    def _(dhr, dcT, dMT, dLT, duT, dpT, dwwT, dwrT, Wc, Wi, hr, cs, gates, *rest, out_shape=None) -> int:
+        return 2 * gates[0] * dnc_step(gates, Wc, Wi, rest[-3])
 
     def stack_step(B: int, R: Any, A: Any, D: Any) -> int:
         return 2 * B * (R[0] * R[1] + A[0] * A[1] + D[0] * D[1])

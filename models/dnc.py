@@ -19,28 +19,29 @@ read modes π through a softmax over (backward, content, forward). The module's 
 
 Stateful protocol (`seqbench.stateful`): the state is (h, c, M, L, u, p, w^w, w^r, r), batch first; `forward` is
 `forward_state` from the learned initial controller state and an empty memory. `step` is the equations above
-(all differentiable ops) and the specification; `forward_state` runs `reference_loop` (a loop over `step`) with
-`implementation="reference"`, and by default `fast_loop`: the same equations through autograd, rearranged so
-that fewer ops run per step (the controller's input projection and the read-out of all steps in one product
-each, one product a step for the controller's recurrent and read columns, the LSTM cell's gates as two
-non-linearities, each memory's normalised rows computed once and used by this step's reads and the next
-step's write, the links' mask made once; the links' update, the memory's write and the allocation weighting
-one autograd node each with a hand-written backward). It equals `step`'s loop in float64
-(tests/test_dnc_fast.py): outputs, final state and every gradient; float32 results differ by rounding only.
-Measured on a shared machine it trains about as fast as the loop over `step` (within the noise, 13-14x
-nn.LSTM either way) with a quarter less peak memory (results/reference/bench-dnc.md): the step is still ~80
-small ops and their autograd nodes; the target of issue 18 needs the step in C++, as the NTM's loop.
+(all differentiable ops) and the specification. `forward_state` runs, with `implementation="fast"` (the
+default), `cpp_loop` on the CPU: the whole time loop in C++ with a hand-written backward (csrc/dnc_loops.cpp;
+the controller's and interface's products as ATen calls, the addressing, write, links and reads as plain
+loops over each sequence's memory; two steps of state under no_grad). Where it does not build or run (no
+compiler, a GPU, SEQBENCH_LSTM_KERNEL=python) it runs `fast_loop`: the same equations through autograd with
+fewer ops per step (the controller's input projection and the read-out of all steps in one product each,
+the links' update, the memory's write and the allocation one autograd node each). `implementation=
+"reference"` runs `reference_loop`, a loop over `step`. All three agree in float64 (tests/test_dnc_fast.py):
+outputs, final state and every gradient, into the starting state too; float32 results differ by rounding.
+Train step at H 128, batch 32, one thread (results/reference/bench-dnc.md): the C++ loop 2.8-3.5x nn.LSTM,
+`fast_loop` ~14x, as the loop over `step`, whose ~80 small ops a step it keeps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 from seqbench.models.common import set_forget_bias
 from seqbench.models.ntm import EPS as _CONTENT_EPS
 from seqbench.models.ntm import content_weights
@@ -87,7 +88,7 @@ class DNC(nn.Module):
         controller_clip: float = 20.0,  # clip the interface vector (as DeepMind's release does); 0 = off
         implementation: Literal[
             "fast", "reference"
-        ] = "fast",  # `fast_loop`, or the loop over `step` it is checked against
+        ] = "fast",  # `cpp_loop` (or `fast_loop`), or the loop over `step` they are checked against
     ) -> None:
         super().__init__()
         if memory_slots < 2 or memory_width < 1 or read_heads < 1:
@@ -155,9 +156,39 @@ class DNC(nn.Module):
     def forward_state(
         self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        if self.fast:
+        if not self.fast:
+            return self.reference_loop(x, state)
+        ops = None
+        if x.dtype in (torch.float32, torch.float64):
+            ops = cpp_loops.ops_for("dnc", x.device)
+        if ops is None:
             return self.fast_loop(x, state)
-        return self.reference_loop(x, state)
+        return self.cpp_loop(ops, x, state)
+
+    def cpp_loop(
+        self, ops: Any, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The C++ loop (csrc/dnc_loops.cpp): the controller's input projection of all steps in one product,
+        then the recurrence with its hand-written backward, then the read-out of all steps in one product."""
+        h, c, memory, links, usage, precedence, w_write, w_read, reads = state
+        n_in, C = x.shape[2], self.C
+        ctrl = self.controller
+        xp = F.linear(x.transpose(0, 1).contiguous(), ctrl.weight_ih[:, :n_in], ctrl.bias_ih + ctrl.bias_hh)
+        Wc = torch.cat([ctrl.weight_hh, ctrl.weight_ih[:, n_in:]], dim=1)  # [Whh | Wr]: rows [h | r]
+        tensors = (xp, Wc, self.interface.weight, self.interface.bias, torch.cat([h, reads], dim=-1), c)
+        tensors += (memory, links, usage, precedence, w_write, w_read)
+        tensors = tuple(t.contiguous() for t in tensors)
+        dims, eps = [self.N, self.W, self.R], _CONTENT_EPS
+        if torch.is_grad_enabled():
+            hr, *final = _DNCLoop.apply(ops, dims, self.clip, eps, *tensors)
+        else:  # no backward to come: two steps of history instead of T + 1
+            saved = ops.dnc_forward(*tensors, dims, self.clip, eps, False)
+            last = x.shape[1] % 2
+            hr = saved[0][1:]
+            final = [saved[1][last], *(saved[k][last] for k in range(4, 10))]
+        out = self.output(hr).transpose(0, 1)  # [h_t | r_t] (T, B, C + R W) -> (B, T, hidden)
+        c, memory, links, usage, precedence, w_write, w_read = final
+        return out, (hr[-1][:, :C], c, memory, links, usage, precedence, w_write, w_read, hr[-1][:, C:])
 
     def reference_loop(
         self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
@@ -244,6 +275,27 @@ class DNC(nn.Module):
         # the read-out of every step in one product: (T, B, C + R W) -> (B, T, hidden)
         out = self.output(torch.cat([torch.stack(hs), torch.stack(rs)], dim=-1)).transpose(0, 1)
         return out, (h, c, memory, links, usage, precedence, w_write, w_read, reads)
+
+
+class _DNCLoop(torch.autograd.Function):
+    """The C++ loop as one node: hr (T, B, C + R W), rows [h_t | r_t], and the final c, memory, links, usage,
+    precedence and weightings, from the input projections xp (T, B, 4C) and the initial state; its backward
+    takes a gradient into each of them and gives one to every input (csrc/dnc_loops.cpp)."""
+
+    @staticmethod
+    def forward(ctx, ops, dims, clip, eps, xp, Wc, Wi, bi, hr0, c0, M0, L0, u0, p0, ww0, wr0):  # type: ignore[override]
+        saved = ops.dnc_forward(xp, Wc, Wi, bi, hr0, c0, M0, L0, u0, p0, ww0, wr0, dims, clip, eps, True)
+        ctx.ops, ctx.dims, ctx.clip, ctx.eps = ops, dims, clip, eps
+        ctx.save_for_backward(Wc, Wi, *saved)
+        final = (saved[1][-1], *(saved[k][-1] for k in range(4, 10)))  # c, M, L, u, p, w^w, w^r
+        return (saved[0][1:], *(f.clone() for f in final))
+
+    @staticmethod
+    def backward(ctx, dhr, dc, dM, dL, du, dp, dww, dwr):  # type: ignore[override]
+        Wc, Wi, *saved = ctx.saved_tensors
+        finals = tuple(g.contiguous() for g in (dhr, dc, dM, dL, du, dp, dww, dwr))
+        grads = ctx.ops.dnc_backward(*finals, Wc, Wi, *saved, ctx.dims, ctx.clip, ctx.eps)
+        return (None, None, None, None, *grads)
 
 
 def _content(mem_unit: torch.Tensor, keys: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:

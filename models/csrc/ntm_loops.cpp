@@ -54,88 +54,8 @@ struct Dims {
   }
 };
 
-using seqbench_vec::dot;
-using seqbench_vec::hsum;
-using seqbench_vec::Vec;
+using namespace seqbench_vec;
 
-// out_i = exp(scale * in_i + shift), vectorised (SLEEF's exp, as ATen's kernels use).
-template <typename T>
-inline void exp_affine(const T* in, T* out, int64_t n, T scale, T shift) {
-  for (int64_t i = 0; i < n; i += Vec<T>::size()) {
-    const int64_t c = std::min<int64_t>(Vec<T>::size(), n - i);
-    (Vec<T>::loadu(in + i, c) * Vec<T>(scale) + Vec<T>(shift)).exp().store(out + i, c);
-  }
-}
-
-// f(i, count) over [0, n) in SIMD-wide chunks: the element-wise loops over a memory row, which GCC left
-// scalar (it cannot prove the rows and the scratch vectors apart).
-template <typename T, typename F>
-inline void chunks(int64_t n, F f) {
-  for (int64_t i = 0; i < n; i += Vec<T>::size()) f(i, std::min<int64_t>(Vec<T>::size(), n - i));
-}
-
-template <typename T>
-inline Vec<T> vsigm(Vec<T> a) {
-  const Vec<T> one(T(1));
-  return one / (one + (Vec<T>(T(0)) - a).exp());
-}
-
-template <typename T>
-inline T sigm(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
-template <typename T>
-inline T softplus(T x) {  // as F.softplus (beta 1, threshold 20)
-  return x > T(20) ? x : std::log1p(std::exp(x));
-}
-
-template <typename T>
-inline T dsoftplus(T x) {
-  return x > T(20) ? T(1) : sigm(x);
-}
-
-template <typename T>
-inline T clampv(T x, double clip) {
-  if (clip <= 0) return x;
-  const T c = T(clip);
-  return x < -c ? -c : (x > c ? c : x);
-}
-
-// max_i x_i: full vectors, then the tail (a zero-padded partial load would bring in zeros).
-template <typename T>
-inline T vmax(const T* x, int64_t n) {
-  constexpr int64_t L = Vec<T>::size();
-  T mx = x[0];
-  int64_t i = 0;
-  if (n >= L) {
-    Vec<T> acc = Vec<T>::loadu(x);
-    for (i = L; i + L <= n; i += L) acc = at::vec::maximum(acc, Vec<T>::loadu(x + i));
-    T lanes[L];
-    acc.store(lanes);
-    for (int64_t k = 0; k < L; ++k) mx = std::max(mx, lanes[k]);
-  }
-  for (; i < n; ++i) mx = std::max(mx, x[i]);
-  return mx;
-}
-
-template <typename T>
-inline T vsum(const T* x, int64_t n) {
-  Vec<T> acc(T(0));
-  chunks<T>(n, [&](int64_t i, int64_t c) { acc = acc + Vec<T>::loadu(x + i, c); });
-  return hsum(acc);
-}
-
-template <typename T>
-inline void vscale(T* x, int64_t n, T r) {
-  chunks<T>(n, [&](int64_t i, int64_t c) { (Vec<T>::loadu(x + i, c) * Vec<T>(r)).store(x + i, c); });
-}
-
-template <typename T>
-void softmax(const T* z, T* out, int64_t n) {
-  exp_affine(z, out, n, T(1), -vmax(z, n));
-  vscale(out, n, T(1) / vsum(out, n));
-}
 
 // The memory of each sequence is held slot-minor, (M, N): mem[m N + i] is channel m of slot i, so that every
 // loop over the slots (similarities, norms, the write, their gradients) runs over full SIMD vectors of N
@@ -279,25 +199,6 @@ inline void write_head(const T* src, T* dst, const T* w, const T* er, const T* a
 
 constexpr int64_t kMaxFusedReads = 8;  // read heads whose sums the fused read-and-write pass holds
 
-template <typename T>
-void lstm_forward_pointwise(T* a, const T* c_prev, T* c, T* h, int64_t B, int64_t C, int64_t ld) {
-  using V = Vec<T>;
-  for (int64_t b = 0; b < B; ++b) {
-    T* ab = a + b * 4 * C;
-    for (int64_t u = 0; u < C; u += V::size()) {
-      const int64_t n = std::min<int64_t>(V::size(), C - u), q = b * C + u;
-      const V i = vsigm(V::loadu(ab + u, n)), f = vsigm(V::loadu(ab + C + u, n));
-      const V g = V::loadu(ab + 2 * C + u, n).tanh(), o = vsigm(V::loadu(ab + 3 * C + u, n));
-      i.store(ab + u, n);
-      f.store(ab + C + u, n);
-      g.store(ab + 2 * C + u, n);
-      o.store(ab + 3 * C + u, n);
-      const V cn = f * V::loadu(c_prev + q, n) + i * g;
-      cn.store(c + q, n);
-      (o * cn.tanh()).store(h + b * ld + u, n);
-    }
-  }
-}
 
 // keep = false (inference, nothing will call the backward): the memory, weightings, stages and controller
 // activations live in two rolling slots instead of T + 1, so the memory held does not grow with T beyond
@@ -617,22 +518,7 @@ std::vector<at::Tensor> ntm_backward(const at::Tensor& dhr, const at::Tensor& Wc
         const T_ *act = gates[t].data_ptr<T_>(), *cp = cs[t].data_ptr<T_>(), *cn = cs[t + 1].data_ptr<T_>(),
                  *dhp = dh.data_ptr<T_>();
         T_ *dcp = dc.data_ptr<T_>(), *dap = dat.data_ptr<T_>();
-        for (int64_t b = 0; b < B; ++b) {
-          const T_* ab = act + b * 4 * C;
-          T_* db = dap + b * 4 * C;
-          for (int64_t u = 0; u < C; u += V::size()) {
-            const int64_t n = std::min<int64_t>(V::size(), C - u), q = b * C + u;
-            const V i = V::loadu(ab + u, n), f = V::loadu(ab + C + u, n), g = V::loadu(ab + 2 * C + u, n),
-                    o = V::loadu(ab + 3 * C + u, n), dhv = V::loadu(dhp + q, n);
-            const V tc = V::loadu(cn + q, n).tanh();
-            const V dct = V::loadu(dcp + q, n) + dhv * o * (one - tc * tc);
-            (dct * g * i * (one - i)).store(db + u, n);
-            (dct * V::loadu(cp + q, n) * f * (one - f)).store(db + C + u, n);
-            (dct * i * (one - g * g)).store(db + 2 * C + u, n);
-            (dhv * tc * o * (one - o)).store(db + 3 * C + u, n);
-            (dct * f).store(dcp + q, n);
-          }
-        }
+        lstm_backward_pointwise(act, cp, cn, dhp, dcp, dap, B, C);
         at::mm_out(carry, dat, Wc);  // [dh | dr] of step t - 1 in one product
       } else {
         const at::Tensor h = hr[t + 1].narrow(1, 0, C);
