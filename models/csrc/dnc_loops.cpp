@@ -73,12 +73,12 @@ struct Step {
   std::vector<T> xi, beta_r, e, f, pi, kinv_r, kbig_r;  // keys stay in xi (no activation)
   T beta_w = 0, ga = 0, gw = 0, kinv_w = 0, kbig_w = 0;
   // scratch over the slots
-  std::vector<T> inv_p, big_p, inv_n, big_n, psi, alloc, wc, simw, fwd, bwd, rc, simr;
+  std::vector<T> inv_p, big_p, inv_n, big_n, psi, alloc, wc, simw, fwd, bwd, rc, simr, z;
   Step(const Dims& dims, T e_)
       : d(dims), eps(e_), xi(dims.P), beta_r(dims.R), e(dims.W), f(dims.R), pi(3 * dims.R), kinv_r(dims.R),
         kbig_r(dims.R), inv_p(dims.N), big_p(dims.N), inv_n(dims.N), big_n(dims.N), psi(dims.N),
         alloc(dims.N), wc(dims.N), simw(dims.N), fwd(dims.R * dims.N), bwd(dims.R * dims.N),
-        rc(dims.R * dims.N), simr(dims.R * dims.N) {}
+        rc(dims.R * dims.N), simr(dims.R * dims.N), z(dims.N) {}
 
   void interface(const T* raw, double clip) {
     const int64_t R = d.R, W = d.W;
@@ -117,8 +117,7 @@ struct Step {
   }
 
   // sim_i = k̂·M̂_i, w = softmax(β sim)
-  void content(const T* mem, const T* inv, const T* key, T kinv, T beta, T* sim, T* w) const {
-    std::vector<T> z(d.N);
+  void content(const T* mem, const T* inv, const T* key, T kinv, T beta, T* sim, T* w) {
     for (int64_t i = 0; i < d.N; ++i) {
       sim[i] = dot(key, mem + i * d.W, d.W) * kinv * inv[i];
       z[i] = beta * sim[i];
@@ -146,6 +145,7 @@ struct Step {
 
   // the link products: fwd[r, i] = Σ_j L[i,j] w[r,j], bwd[r, j] = Σ_i w[r,i] L[i,j]
   void link_reads(const T* L, const T* wrp) {
+    using V = Vec<T>;
     const int64_t N = d.N;
     std::fill(bwd.begin(), bwd.end(), T(0));
     for (int64_t r = 0; r < d.R; ++r) {
@@ -154,8 +154,10 @@ struct Step {
       for (int64_t i = 0; i < N; ++i) {
         const T* Li = L + i * N;
         fwd[r * N + i] = dot(Li, w, N);
-        const T wi = w[i];
-        for (int64_t j = 0; j < N; ++j) bw[j] += wi * Li[j];
+        const V wi(w[i]);
+        chunks<T>(N, [&](int64_t j, int64_t c) {
+          at::vec::fmadd(wi, V::loadu(Li + j, c), V::loadu(bw + j, c)).store(bw + j, c);
+        });
       }
     }
   }
@@ -164,19 +166,25 @@ struct Step {
 // g_k and g_M (added into gk, gmem) of sim_i = k̂·M̂_i given g_sim, through both normalisations.
 template <typename T>
 void content_backward(const Dims& d, const T* mem, const T* inv, const T* big, const T* key, T kinv, T kbig,
-                      const T* gsim, T* gk, T* gmem) {
+                      const T* gsim, T* gk, T* gmem, T* scratch) {
+  using V = Vec<T>;
   const int64_t N = d.N, W = d.W;
-  std::vector<T> gkh(W, T(0));
+  T* gkh = scratch;  // W values: g_k̂
+  std::fill(gkh, gkh + W, T(0));
   for (int64_t i = 0; i < N; ++i) {
     const T* row = mem + i * W;
     T* grow = gmem + i * W;
-    const T c = gsim[i] * inv[i];  // g_sim_i / |M_i|, times M_i gives g_sim_i M̂_i
-    for (int64_t k = 0; k < W; ++k) gkh[k] += c * row[k];
+    const V c(gsim[i] * inv[i]);  // g_sim_i / |M_i|, times M_i gives g_sim_i M̂_i
     // g_M̂_i = g_sim_i k̂; g_M_i = (g_M̂_i - M̂_i (M̂_i·g_M̂_i)) / |M_i| (or g_M̂_i / eps below eps)
     const T sim_dot = big[i] * gsim[i] * kinv * dot(key, row, W) * inv[i] * inv[i];  // (M̂_i·g_M̂_i) / |M_i|
-    for (int64_t k = 0; k < W; ++k) grow[k] += inv[i] * gsim[i] * kinv * key[k] - sim_dot * row[k] * inv[i];
+    const V a(inv[i] * gsim[i] * kinv), m(sim_dot * inv[i]);
+    chunks<T>(W, [&](int64_t k, int64_t n) {
+      const V x = V::loadu(row + k, n);
+      at::vec::fmadd(c, x, V::loadu(gkh + k, n)).store(gkh + k, n);
+      (V::loadu(grow + k, n) + a * V::loadu(key + k, n) - m * x).store(grow + k, n);
+    });
   }
-  const T kdot = kbig * kinv * dot(key, gkh.data(), W) * kinv;  // (k̂·g_k̂) / |k|
+  const T kdot = kbig * kinv * dot(key, gkh, W) * kinv;  // (k̂·g_k̂) / |k|
   for (int64_t k = 0; k < W; ++k) gk[k] += kinv * gkh[k] - kdot * key[k] * kinv;
 }
 
@@ -221,6 +229,7 @@ std::vector<at::Tensor> dnc_forward(const at::Tensor& xp, const at::Tensor& Wc, 
   const at::Tensor WcT = Wc.t(), WiT = Wi.t();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "dnc_forward", [&] {
     using T_ = scalar_t;
+    using V = Vec<T_>;
     const T_ ae = T_(kAllocEps);
     std::vector<Step<T_>> steps;
     steps.reserve(B);
@@ -273,12 +282,20 @@ std::vector<at::Tensor> dnc_forward(const at::Tensor& xp, const at::Tensor& Wc, 
           sum_w += ww[i];
         }
         const T_* v = s.xi.data() + d.wv;
-        for (int64_t i = 0; i < N; ++i)
-          for (int64_t k = 0; k < W; ++k)
-            M[i * W + k] = Mp[i * W + k] * (T_(1) - ww[i] * s.e[k]) + ww[i] * v[k];
-        for (int64_t i = 0; i < N; ++i)
-          for (int64_t j = 0; j < N; ++j)
-            L[i * N + j] = i == j ? T_(0) : (T_(1) - ww[i] - ww[j]) * Lp[i * N + j] + ww[i] * pp[j];
+        const V one(T_(1));
+        for (int64_t i = 0; i < N; ++i) {
+          const V wi(ww[i]);
+          chunks<T_>(W, [&](int64_t k, int64_t c) {
+            (V::loadu(Mp + i * W + k, c) * (one - wi * V::loadu(s.e.data() + k, c)) + wi * V::loadu(v + k, c))
+                .store(M + i * W + k, c);
+          });
+          const V keep_i(T_(1) - ww[i]);
+          chunks<T_>(N, [&](int64_t j, int64_t c) {
+            ((keep_i - V::loadu(ww + j, c)) * V::loadu(Lp + i * N + j, c) + wi * V::loadu(pp + j, c))
+                .store(L + i * N + j, c);
+          });
+          L[i * N + i] = 0;
+        }
         for (int64_t j = 0; j < N; ++j) p[j] = (T_(1) - sum_w) * pp[j] + ww[j];
         s.link_reads(L, wrp);
         s.row_norms(M, s.inv_n.data(), s.big_n.data());
@@ -289,10 +306,13 @@ std::vector<at::Tensor> dnc_forward(const at::Tensor& xp, const at::Tensor& Wc, 
                     s.simr.data() + r * N, rc);
           const T_ *pi = s.pi.data() + 3 * r, *fw = s.fwd.data() + r * N, *bw = s.bwd.data() + r * N;
           for (int64_t i = 0; i < N; ++i) wrr[i] = pi[0] * bw[i] + pi[1] * rc[i] + pi[2] * fw[i];
-          for (int64_t k = 0; k < W; ++k) {
-            T_ acc = 0;
-            for (int64_t i = 0; i < N; ++i) acc += wrr[i] * M[i * W + k];
-            rb[r * W + k] = acc;
+          T_* rr = rb + r * W;
+          std::fill(rr, rr + W, T_(0));
+          for (int64_t i = 0; i < N; ++i) {
+            const V wi(wrr[i]);
+            chunks<T_>(W, [&](int64_t k, int64_t c) {
+              at::vec::fmadd(wi, V::loadu(M + i * W + k, c), V::loadu(rr + k, c)).store(rr + k, c);
+            });
           }
         }
       }
@@ -323,8 +343,10 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
   at::Tensor carry = at::zeros({B, C + RW}, opt);  // the gradient reaching [h_t | r_t] from step t + 1
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "dnc_backward", [&] {
     using T_ = scalar_t;
+    using V = Vec<T_>;
+    const V one(T_(1));
     Step<T_> s(d, T_(eps));
-    std::vector<T_> gwr_t(R * N), gwrp(R * N), gsim(N), gz(N), gfwd(R * N), gbwd(R * N), galloc(N), gwc(N);
+    std::vector<T_> gwr_t(R * N), gwrp(R * N), gsim(N), gz(N), gfwd(R * N), gbwd(R * N), galloc(N), gwc(N), gkh(W);
     T_ *const gM_all = gM.data_ptr<T_>(), *const gL_all = gL.data_ptr<T_>(), *const gu_all = gu.data_ptr<T_>(),
                *const gp_all = gp.data_ptr<T_>(), *const gww_all = gww.data_ptr<T_>(),
                *const gwr_all = gwr.data_ptr<T_>();
@@ -362,8 +384,11 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
           const T_* g = drb + r * W;
           for (int64_t i = 0; i < N; ++i) {
             gwr_t[r * N + i] = gwrb[r * N + i] + dot(g, M + i * W, W);
-            const T_ wi = wr[r * N + i];
-            for (int64_t k = 0; k < W; ++k) gMb[i * W + k] += wi * g[k];
+            const V wi(wr[r * N + i]);
+            T_* gm = gMb + i * W;
+            chunks<T_>(W, [&](int64_t k, int64_t c) {
+              at::vec::fmadd(wi, V::loadu(g + k, c), V::loadu(gm + k, c)).store(gm + k, c);
+            });
           }
         }
         // read weightings: modes, content on M_t, the link products
@@ -385,7 +410,7 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
           dx[d.rs + r] = dot(gz.data(), sim, N) * dsoftplus(s.xi[d.rs + r]);
           for (int64_t i = 0; i < N; ++i) gsim[i] = s.beta_r[r] * gz[i];
           content_backward(d, M, s.inv_n.data(), s.big_n.data(), s.xi.data() + d.rk + r * W, s.kinv_r[r],
-                           s.kbig_r[r], gsim.data(), dx + d.rk + r * W, gMb);
+                           s.kbig_r[r], gsim.data(), dx + d.rk + r * W, gMb, gkh.data());
         }
         // fwd[r,i] = Σ_j L[i,j] wrp[r,j], bwd[r,j] = Σ_i wrp[r,i] L[i,j]
         std::fill(gwrp.begin(), gwrp.end(), T_(0));
@@ -395,12 +420,12 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
           for (int64_t i = 0; i < N; ++i) {
             const T_* Li = L + i * N;
             T_* gLi = gLb + i * N;
-            const T_ gfi = gf[i], wi = w[i];
+            const V gfi(gf[i]), wi(w[i]);
             gwp[i] += dot(Li, gb, N);
-            for (int64_t j = 0; j < N; ++j) {
-              gLi[j] += gfi * w[j] + wi * gb[j];
-              gwp[j] += gfi * Li[j];
-            }
+            chunks<T_>(N, [&](int64_t j, int64_t c) {
+              (V::loadu(gLi + j, c) + gfi * V::loadu(w + j, c) + wi * V::loadu(gb + j, c)).store(gLi + j, c);
+              at::vec::fmadd(gfi, V::loadu(Li + j, c), V::loadu(gwp + j, c)).store(gwp + j, c);
+            });
           }
         }
         // precedence p = (1 - Σ w^w) p_{t-1} + w^w
@@ -413,36 +438,37 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
         }
         // links (the diagonal's gradient dropped: L[i,i] = 0 always)
         for (int64_t i = 0; i < N; ++i) gLb[i * N + i] = 0;
-        for (int64_t k = 0; k < N; ++k) {
-          const T_* G = gLb + k * N;
-          const T_* Lk = Lp + k * N;
-          T_ acc = 0;
-          for (int64_t j = 0; j < N; ++j) acc += G[j] * (pp[j] - Lk[j]);
-          gwwb[k] += acc;
-        }
         for (int64_t i = 0; i < N; ++i) {
-          const T_* G = gLb + i * N;
+          T_* G = gLb + i * N;
           const T_* Li = Lp + i * N;
-          for (int64_t j = 0; j < N; ++j) {
-            gwwb[j] -= G[j] * Li[j];
-            gpb[j] += G[j] * ww[i];
-          }
+          const V wi(ww[i]), keep_i(T_(1) - ww[i]);
+          V acc(T_(0));
+          chunks<T_>(N, [&](int64_t j, int64_t c) {
+            const V g = V::loadu(G + j, c), l = V::loadu(Li + j, c);
+            acc = at::vec::fmadd(g, V::loadu(pp + j, c) - l, acc);
+            (V::loadu(gwwb + j, c) - g * l).store(gwwb + j, c);
+            at::vec::fmadd(g, wi, V::loadu(gpb + j, c)).store(gpb + j, c);
+            (g * (keep_i - V::loadu(ww + j, c))).store(G + j, c);
+          });
+          gwwb[i] += hsum(acc);
         }
-        for (int64_t i = 0; i < N; ++i)
-          for (int64_t j = 0; j < N; ++j) gLb[i * N + j] *= T_(1) - ww[i] - ww[j];
         // write M = M_{t-1} ⊙ (1 - w^w eᵀ) + w^w vᵀ
         const T_* v = s.xi.data() + d.wv;
+        T_ *de = dx + d.er, *dv = dx + d.wv;
+        const T_* e = s.e.data();
         for (int64_t i = 0; i < N; ++i) {
           T_* g = gMb + i * W;
           const T_* mp = Mp + i * W;
-          T_ acc = 0;
-          for (int64_t k = 0; k < W; ++k) {
-            acc += g[k] * (v[k] - mp[k] * s.e[k]);
-            dx[d.er + k] -= g[k] * mp[k] * ww[i];
-            dx[d.wv + k] += g[k] * ww[i];
-            g[k] *= T_(1) - ww[i] * s.e[k];
-          }
-          gwwb[i] += acc;
+          const V wi(ww[i]);
+          V acc(T_(0));
+          chunks<T_>(W, [&](int64_t k, int64_t c) {
+            const V gv = V::loadu(g + k, c), mv = V::loadu(mp + k, c), ev = V::loadu(e + k, c);
+            acc = at::vec::fmadd(gv, V::loadu(v + k, c) - mv * ev, acc);
+            (V::loadu(de + k, c) - gv * mv * wi).store(de + k, c);
+            at::vec::fmadd(gv, wi, V::loadu(dv + k, c)).store(dv + k, c);
+            (gv * (one - wi * ev)).store(g + k, c);
+          });
+          gwwb[i] += hsum(acc);
         }
         for (int64_t k = 0; k < W; ++k) dx[d.er + k] *= s.e[k] * (T_(1) - s.e[k]);
         // write weighting w^w = g^w (g^a a + (1 - g^a) c)
@@ -460,7 +486,7 @@ std::vector<at::Tensor> dnc_backward(const at::Tensor& dhr, const at::Tensor& dc
         dx[d.ws] = dot(gz.data(), s.simw.data(), N) * dsoftplus(s.xi[d.ws]);
         for (int64_t i = 0; i < N; ++i) gsim[i] = s.beta_w * gz[i];
         content_backward(d, Mp, s.inv_p.data(), s.big_p.data(), s.xi.data() + d.wk, s.kinv_w, s.kbig_w,
-                         gsim.data(), dx + d.wk, gMb);
+                         gsim.data(), dx + d.wk, gMb, gkh.data());
         // allocation: ds_k = (Σ_{j>k} g_j a_j / s_k - g_k Π_{i<k} s_i) (1 - ε), in sorted order
         {
           T_ after = 0;
