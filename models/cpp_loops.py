@@ -1,6 +1,6 @@
 """Builds and loads the C++ time loops of the recurrent models: one extension, `seqbench_recurrent`, from every
 source in `csrc/` (`recurrent_loops.cpp`: the shared LSTM cell, the depth-gated LSTM and Cho et al.'s GRU;
-`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `dnc_loops.cpp`: the DNC; `stack_loops.cpp`: the stack RNN;
+`grid_lstm.cpp`: the Grid LSTM's depth cells; `ntm_loops.cpp`: the NTM; `dnc_loops.cpp`: the DNC; `slstm_loops.cpp`: xLSTM's sLSTM; `stack_loops.cpp`: the stack RNN;
 `scan_loops.cpp`: the diagonal linear scan of HGRN, minGRU and minLSTM, `common.diagonal_scan`;
 `selective_scan.cpp`: Mamba's selective scan, fused; `linear_recurrence.cpp`: the DPLR and gated linear
 attention recurrences of the linear-attention mixers, fused).
@@ -208,6 +208,16 @@ def _register_memory_flops(ops: Any) -> None:
     @register_flop_formula(ops.dnc_backward)
     def _(dhr, dcT, dMT, dLT, duT, dpT, dwwT, dwrT, Wc, Wi, hr, cs, gates, *rest, out_shape=None) -> int:
         return 2 * gates[0] * dnc_step(gates, Wc, Wi, rest[-3])
+
+    @register_flop_formula(ops.slstm_forward)
+    def _(wx, Rd, h0, c0, n0, m0, keep, out_shape=None) -> int:
+        T, B, _ = wx
+        return 2 * T * B * Rd[0] * Rd[1]  # h_{t-1} Rd, the block-diagonal R as one dense product
+
+    @register_flop_formula(ops.slstm_backward)
+    def _(dhs, dcT, dnT, dmT, Rd, hs, cs, ns, ms, acts, out_shape=None) -> int:
+        T, B, _ = acts
+        return 4 * T * B * Rd[0] * Rd[1]  # dh_{t-1} = da Rdᵀ and dRd += h_{t-1}ᵀ da
 
     def stack_step(B: int, R: Any, A: Any, D: Any) -> int:
         return 2 * B * (R[0] * R[1] + A[0] * A[1] + D[0] * D[1])

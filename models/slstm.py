@@ -9,9 +9,13 @@ arXiv:2405.04517, §2.2), the vanilla cell of NX-AI/xlstm (`xlstm/blocks/slstm/c
     h_t = σ(õ_t) ⊙ c_t / n_t
     y_t = W_o GroupNorm_h(h_t)
 
-The recurrence is nonlinear (h_{t-1} enters the gates), so there is only a recurrent form: a Python loop over
-time with the input projection hoisted out of it. Not done: time loops in C++ with a hand-written backward
-(as models/lstm_cell.py has); this loop is what they would be tested against. State: 4 x expand x d floats (h, c, n, m).
+The recurrence is nonlinear (h_{t-1} enters the gates), so there is only a recurrent form, with the input
+projection hoisted out of it: `slstm_recurrent`, a loop through autograd, is the specification; by default
+(`implementation="fast"`) the loop runs in C++ with a hand-written backward on the CPU (csrc/slstm_loops.cpp:
+one product a step with the block-diagonal R made dense, the cell's pointwise work in plain loops), as the
+LSTM cell's does; the fallback elsewhere (a GPU, no compiler, SEQBENCH_LSTM_KERNEL=python) and
+`implementation="reference"` run the Python loop. The two agree in float64, outputs, final state and every
+gradient (tests/test_mixers.py). State: 4 x expand x d floats (h, c, n, m).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import OptionsError
+from seqbench.models import cpp_loops
 from seqbench.models.backbone import Mixer, MixerModel
 
 NEG = -1e30  # m_0: "minus infinity" that keeps exp() and max() free of inf - inf
@@ -46,13 +51,62 @@ def slstm_recurrent(wx: torch.Tensor, R: torch.Tensor, state: tuple[torch.Tensor
     return torch.stack(outs, 1), (h, c, n, m)
 
 
+def dense_recurrence(R: torch.Tensor) -> torch.Tensor:
+    """The block-diagonal R (heads, dh, 4 dh) as one (d, 4d) matrix in the gates' layout (gate, head, unit):
+    h R_dense = the per-head products of `slstm_recurrent`, laid out as its gate pre-activations."""
+    heads, dh = R.shape[0], R.shape[1]
+    return (
+        torch.block_diag(*R.unbind(0)).view(heads * dh, heads, 4, dh).transpose(1, 2).reshape(heads * dh, -1)
+    )
+
+
+class _SLSTMLoop(torch.autograd.Function):
+    """The C++ loop as one node: hs (T, B, d) and the final c, n, m from wx (T, B, 4d), Rd (d, 4d) and the
+    state; its backward takes a gradient into each output and gives one to every input."""
+
+    @staticmethod
+    def forward(ctx, ops, wx, Rd, h0, c0, n0, m0):  # type: ignore[override]
+        hs, cs, ns, ms, a = ops.slstm_forward(wx, Rd, h0, c0, n0, m0, True)
+        ctx.ops = ops
+        ctx.save_for_backward(Rd, hs, cs, ns, ms, a)
+        return hs[1:], cs[-1].clone(), ns[-1].clone(), ms[-1].clone()
+
+    @staticmethod
+    def backward(ctx, dhs, dc, dn, dm):  # type: ignore[override]
+        Rd, *saved = ctx.saved_tensors
+        grads = (g.contiguous() for g in (dhs, dc, dn, dm))
+        dwx, dRd, dh0, dc0, dn0, dm0 = ctx.ops.slstm_backward(*grads, Rd, *saved)
+        return None, dwx, dRd, dh0, dc0, dn0, dm0
+
+
+def slstm_fused(ops, wx: torch.Tensor, R: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    """`slstm_recurrent`'s function through the C++ loop: the same arguments and results."""
+    args = (
+        wx.transpose(0, 1).contiguous(),
+        dense_recurrence(R).contiguous(),
+        *(s.contiguous() for s in state),
+    )
+    if torch.is_grad_enabled():
+        hs, c, n, m = _SLSTMLoop.apply(ops, *args)
+    else:  # no backward to come: two steps of state instead of T + 1
+        hs, cs, ns, ms, _ = ops.slstm_forward(*args, False)
+        last = wx.shape[1] % 2
+        hs, c, n, m = hs[1:], cs[last], ns[last], ms[last]
+    return hs.transpose(0, 1), (hs[-1], c, n, m)
+
+
 class SLSTMMixer(Mixer):
     version = 1
 
-    def __init__(self, d_model: int, heads: int = 4, expand: int = 1) -> None:
+    def __init__(self, d_model: int, heads: int = 4, expand: int = 1, implementation: str = "fast") -> None:
         super().__init__()
         if heads < 1 or expand < 1:
             raise OptionsError(f"slstm: heads and expand must be >= 1, got heads={heads}, expand={expand}.")
+        if implementation not in ("fast", "reference"):
+            raise OptionsError(
+                f"slstm: implementation must be 'fast' or 'reference', got {implementation!r}."
+            )
+        self.fast = implementation == "fast"
         dh = max(1, expand * d_model // heads)  # any width is accepted, so `--params` can size it freely
         d = heads * dh  # the cells: expand x width when heads divides it
         self.heads, self.d = heads, d
@@ -72,7 +126,11 @@ class SLSTMMixer(Mixer):
 
     def scan(self, x, state):
         state = self.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
-        h, state = slstm_recurrent(self.W(x), self.R, state)
+        wx = self.W(x)
+        ops = None
+        if self.fast and x.dtype in (torch.float32, torch.float64):
+            ops = cpp_loops.ops_for("slstm", x.device)
+        h, state = slstm_recurrent(wx, self.R, state) if ops is None else slstm_fused(ops, wx, self.R, state)
         return self._output(h), state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, d)

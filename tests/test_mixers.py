@@ -368,3 +368,60 @@ def test_fused_linear_recurrence_flops_equal_the_recurrent_form():
                 (o.sum() + S.sum()).backward()
             counts.append(counter.get_total_flops())
         assert counts[0] == counts[1] > 0, (lowrank, counts)
+
+
+@pytest.mark.parametrize("start", ["initial", "reached"])
+@pytest.mark.parametrize("length", [1, 7])
+def test_slstm_cpp_loop_equals_the_recurrent_form(start, length, use_loops):
+    """The sLSTM's C++ loop (csrc/slstm_loops.cpp) against its specification, `slstm_recurrent` through
+    autograd, in float64: the outputs, the final (h, c, n, m) and the gradient of the input projection, of R
+    and of every part of the starting state, from the empty start (m = -1e30) and from a reached state."""
+    from seqbench.models import cpp_loops
+    from seqbench.models.slstm import NEG, slstm_fused, slstm_recurrent
+
+    use_loops("cpp")
+    ops = cpp_loops.load()
+    torch.manual_seed(length)
+    heads, dh = 2, 3
+    d = heads * dh
+    wx = torch.randn(B, length, 4 * d, dtype=torch.double, requires_grad=True)
+    R = torch.randn(heads, dh, 4 * dh, dtype=torch.double, requires_grad=True)
+    if start == "initial":
+        state = [torch.zeros(B, d, dtype=torch.double) for _ in range(3)]
+        state.append(torch.full((B, d), NEG, dtype=torch.double))
+    else:
+        h0, c0, m0 = (torch.randn(B, d, dtype=torch.double) for _ in range(3))
+        state = [h0, c0, torch.rand(B, d, dtype=torch.double) + 0.5, m0]
+    state = [s.requires_grad_(True) for s in state]
+    results = []
+    for run in (slstm_recurrent, lambda *a: slstm_fused(ops, *a)):
+        h, final = run(wx, R, tuple(state))
+        weights = [torch.linspace(-1, 2, t.numel(), dtype=t.dtype).view_as(t) for t in (h, *final)]
+        results.append((h, final, grads([h, *final], weights, [wx, R, *state])))
+    (h_r, final_r, g_r), (h_f, final_f, g_f) = results
+    assert_close(h_f, h_r, "outputs")
+    for i, (a, b) in enumerate(zip(final_f, final_r, strict=True)):
+        assert_close(a, b, f"final state {i}")
+    for name, a, b in zip(["wx", "R", "h0", "c0", "n0", "m0"], g_f, g_r, strict=True):
+        assert_close(a, b, f"gradient of {name}")
+
+
+@pytest.mark.parametrize("kernel", ["cpp", "python"])
+def test_slstm_records_which_loop_ran_and_both_agree(kernel, use_loops):
+    """`kernels` says slstm=cpp-... or slstm=python; the model's outputs and gradients equal
+    implementation=reference's; under no_grad (two rolling steps of state) the same outputs."""
+    from seqbench.provenance import kernels, reset_kernels
+
+    use_loops(kernel)
+    reset_kernels()
+    x = torch.randn(B, T, IN, dtype=torch.double)
+    fast, ref = build("slstm"), build("slstm", implementation="reference")
+    out = fast(x)
+    assert f"slstm={'python' if kernel == 'python' else 'cpp-'}" in kernels()
+    expected = ref(x)
+    assert_close(out, expected, "fast and reference")
+    (ga,) = grads([out], [torch.ones_like(out)], [fast.blocks[0].mixer.R])
+    (gb,) = grads([expected], [torch.ones_like(expected)], [ref.blocks[0].mixer.R])
+    assert_close(ga, gb, "R's gradient")
+    with torch.no_grad():
+        assert_close(fast(x), out.detach(), "no_grad and recorded")
