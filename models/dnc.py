@@ -29,7 +29,7 @@ the links' update, the memory's write and the allocation one autograd node each)
 "reference"` runs `reference_loop`, a loop over `step`. All three agree in float64 (tests/test_dnc_fast.py):
 outputs, final state and every gradient, into the starting state too; float32 results differ by rounding.
 Train step at H 128, batch 32, one thread, `seqbench bench` on a shared machine (results/reference/bench-dnc.md):
-the C++ loop 3.4-4.2x nn.LSTM at T = 100 and 2.4-2.5x at T = 1000 (the loop over `step` and `fast_loop`
+the C++ loop 3.4-4.2x nn.LSTM at T = 100 and 2.4-2.8x at T = 1000 (the loop over `step` and `fast_loop`
 8-14x), peak memory 0.6x theirs; about half its time is the controller's products.
 """
 

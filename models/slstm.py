@@ -12,7 +12,7 @@ arXiv:2405.04517, §2.2), the vanilla cell of NX-AI/xlstm (`xlstm/blocks/slstm/c
 The recurrence is nonlinear (h_{t-1} enters the gates), so there is only a recurrent form, with the input
 projection hoisted out of it: `slstm_recurrent`, a loop through autograd, is the specification; by default
 (`implementation="fast"`) the loop runs in C++ with a hand-written backward on the CPU (csrc/slstm_loops.cpp:
-one product a step with the block-diagonal R made dense, the cell's pointwise work in plain loops), as the
+one product a step with the block-diagonal R made dense, the cell's pointwise work in SIMD loops), as the
 LSTM cell's does; the fallback elsewhere (a GPU, no compiler, SEQBENCH_LSTM_KERNEL=python) and
 `implementation="reference"` run the Python loop. The two agree in float64, outputs, final state and every
 gradient (tests/test_mixers.py). State: 4 x expand x d floats (h, c, n, m).
