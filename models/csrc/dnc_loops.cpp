@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -86,11 +87,7 @@ struct Step {
     for (int64_t r = 0; r < R; ++r) {
       beta_r[r] = T(1) + softplus(xi[d.rs + r]);
       f[r] = sigm(xi[d.fr + r]);
-      const T* m = xi.data() + d.md + 3 * r;
-      const T mx = std::max(m[0], std::max(m[1], m[2]));
-      T s = 0;
-      for (int64_t k = 0; k < 3; ++k) s += (pi[3 * r + k] = std::exp(m[k] - mx));
-      for (int64_t k = 0; k < 3; ++k) pi[3 * r + k] /= s;
+      softmax(xi.data() + d.md + 3 * r, pi.data() + 3 * r, 3);
       key_norm(xi.data() + d.rk + r * W, kinv_r[r], kbig_r[r]);
     }
     for (int64_t k = 0; k < W; ++k) e[k] = sigm(xi[d.er + k]);
@@ -100,6 +97,7 @@ struct Step {
     key_norm(xi.data() + d.wk, kinv_w, kbig_w);
   }
 
+  // 1 / max(|k|, eps) and whether |k| >= eps (F.normalize's clamp: below eps no gradient through the norm)
   void key_norm(const T* k, T& inv, T& big) const {
     const T n = std::sqrt(dot(k, k, d.W));
     big = n >= eps ? T(1) : T(0);
@@ -108,12 +106,7 @@ struct Step {
 
   // 1 / max(|M_i|, eps) and whether |M_i| >= eps, for the N rows of mem (N, W)
   void row_norms(const T* mem, T* inv, T* big) const {
-    for (int64_t i = 0; i < d.N; ++i) {
-      const T* row = mem + i * d.W;
-      const T n = std::sqrt(dot(row, row, d.W));
-      big[i] = n >= eps ? T(1) : T(0);
-      inv[i] = T(1) / std::max(n, eps);
-    }
+    for (int64_t i = 0; i < d.N; ++i) key_norm(mem + i * d.W, inv[i], big[i]);
   }
 
   // sim_i = k̂·M̂_i, w = softmax(β sim)
@@ -274,7 +267,12 @@ std::vector<at::Tensor> dnc_forward(const at::Tensor& xp, const at::Tensor& Wc, 
         T_ *M = M_all + b * N * W, *L = L_all + b * N * N, *p = p_all + b * N, *ww = ww_all + b * N,
            *wr = wr_all + b * R * N;
         s.allocation(srt + b * N, ord + b * N);
-        s.row_norms(Mp, s.inv_p.data(), s.big_p.data());
+        if (t == 0) {
+          s.row_norms(Mp, s.inv_p.data(), s.big_p.data());
+        } else {  // M_{t-1}'s norms: the previous step computed them for its reads
+          std::swap(s.inv_p, s.inv_n);
+          std::swap(s.big_p, s.big_n);
+        }
         s.content(Mp, s.inv_p.data(), s.xi.data() + d.wk, s.kinv_w, s.beta_w, s.simw.data(), s.wc.data());
         T_ sum_w = 0;
         for (int64_t i = 0; i < N; ++i) {
