@@ -18,18 +18,9 @@ import time
 
 import torch
 
-import seqbench
+from seqbench.bench import build  # seeds 0, then the model or the nn.LSTM wrapper the bench compares with
 
 MEMORY_MODELS = {"ntm", "dnc", "stack_rnn"}
-
-
-class _LSTM(torch.nn.Module):
-    def __init__(self, n_in: int, hidden: int) -> None:
-        super().__init__()
-        self.m = torch.nn.LSTM(n_in, hidden, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.m(x)[0]
 
 
 def _params(model: torch.nn.Module) -> int:
@@ -54,20 +45,19 @@ def step_time(model: torch.nn.Module, x: torch.Tensor, width: int, reps: int = 3
 def compare(name: str, hidden: int, length: int, rounds: int = 3) -> dict[str, float]:
     n_in = 16 if name in MEMORY_MODELS else 8
     x = torch.randn(32, length, n_in)
-    n_model = _params(seqbench.load_model(name, n_in, hidden))
-    equal = max(h for h in range(4, 2048) if _params(_LSTM(n_in, h)) <= n_model)
+    n_model = _params(build(name, n_in, hidden))
+    equal = max(h for h in range(4, 2048) if _params(build("nn.LSTM", n_in, h)) <= n_model)
     builders = {
-        "fast": lambda: seqbench.load_model(name, n_in, hidden, implementation="fast"),
-        "reference": lambda: seqbench.load_model(name, n_in, hidden, implementation="reference"),
-        "lstm": lambda: _LSTM(n_in, hidden),
-        f"lstm_{equal}": lambda: _LSTM(n_in, equal),
+        "fast": lambda: build(name, n_in, hidden, {"implementation": "fast"}),
+        "reference": lambda: build(name, n_in, hidden, {"implementation": "reference"}),
+        "lstm": lambda: build("nn.LSTM", n_in, hidden),
+        f"lstm_{equal}": lambda: build("nn.LSTM", n_in, equal),
     }
     best: dict[str, float] = {}
     for _ in range(rounds):
-        for kind, build in builders.items():
-            torch.manual_seed(0)
+        for kind, make in builders.items():
             width = equal if kind.startswith("lstm_") else hidden
-            best[kind] = min(best.get(kind, float("inf")), step_time(build(), x, width))
+            best[kind] = min(best.get(kind, float("inf")), step_time(make(), x, width))
     return best | {"equal_hidden": float(equal)}
 
 
