@@ -79,7 +79,7 @@ def study(
         if finished != last["finished"]:  # a line whenever a climb finishes (and at the start)
             last["finished"] = finished
             click.echo(
-                f"study {spec.name}: {progress_line(pairs)}; {progress.done} runs done, "
+                f"study {spec.label}: {progress_line(pairs)}; {progress.done} runs done, "
                 f"{progress.running + n} running ({runner.describe()}); "
                 f"{(time.perf_counter() - started) / 60:.1f} min so far"
             )
@@ -98,7 +98,7 @@ def study(
             )
             sys.exit(130)
     pairs = last.get("pairs") or the_study.pairs(read_runs(spec.results))
-    click.echo(f"study {spec.name}: {progress_line(pairs)} in {(time.perf_counter() - started) / 60:.1f} min")
+    click.echo(f"study {spec.label}: {progress_line(pairs)} in {(time.perf_counter() - started) / 60:.1f} min")
     _print_horizons(console, spec, pairs)
     if failed:
         click.echo(
@@ -121,7 +121,7 @@ def _print_horizons(console: Any, spec: Any, pairs: list[Any], fmt: str = "table
     from seqbench.tables import Table, to_markdown, to_rich
 
     columns, cells = horizon_table(spec, pairs)
-    table = Table(f"study {spec.name}: memory horizons", columns, cells, NOTES)
+    table = Table(f"study {spec.label}: memory horizons", columns, cells, NOTES)
     if fmt == "markdown":
         click.echo(to_markdown(table), nl=False)
     elif fmt in ("csv", "json"):

@@ -103,7 +103,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
             solved.append(srow)
         knobs = ", ".join(f"{t}: {ladder.knob}" for t, ladder in spec.tasks.items())
         heat = Heatmap(
-            f"{spec.name}: test accuracy over models x rungs",
+            f"{spec.label}: test accuracy over models x rungs",
             spec.models,
             columns,
             values,
@@ -133,7 +133,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
             f"validation set; {spec.seeds} seed{'s' if spec.seeds > 1 else ''} per rung."
         )
         text += _agreement_text(spec, pairs, runs)
-        sections.append(Section(f"study {spec.name}: memory horizons", figures=[heat], text=text))
+        sections.append(Section(f"study {spec.label}: memory horizons", figures=[heat], text=text))
         cols, cells = horizon_table(spec, pairs)
         notes = (
             "Each cell: the hardest rung solved (the knob's value), with how many seeds solved it on their "
@@ -159,10 +159,10 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
                 fig.lines.append(Line(model, xs, ys, group=i))
             if fig.lines:
                 lr_figs.append(fig)
-        table = Table(f"study {spec.name}: horizon per model and task", cols, cells, notes)
+        table = Table(f"study {spec.label}: horizon per model and task", cols, cells, notes)
         sections.append(
             Section(
-                f"study {spec.name}: horizons and learning rates",
+                f"study {spec.label}: horizons and learning rates",
                 tables=[table, rung_table(spec, pairs)],
                 figures=lr_figs,
             )
@@ -203,7 +203,7 @@ def rung_table(spec: Any, pairs: list[Any]) -> Table:
         "accuracy: mean test accuracy over seeds ± the 95% confidence half-width (Student t); criterion: the "
         "ladder's own metric where it is not accuracy (adding: test MSE, solved below 0.01)."
     )
-    return Table(f"study {spec.name}: every rung run", columns, cells, notes)
+    return Table(f"study {spec.label}: every rung run", columns, cells, notes)
 
 
 def _agreement_text(spec: Any, pairs: list[Any], runs: pd.DataFrame) -> str:

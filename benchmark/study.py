@@ -97,6 +97,10 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # Added later, like `state`: left out of the stored definition while 1. A study whose definition changes
+    # (a ladder's rungs, its models, its budget) keeps its name and gets the next version; its runs, keyed
+    # by their own configurations, stay valid under both.
+    version: int = Field(1, ge=1, description="the definition's version: raised whenever it changes")
     description: str = ""
     models: list[str] = Field(min_length=1)
     tasks: dict[str, Ladder] = Field(min_length=1)
@@ -121,6 +125,11 @@ class StudySpec(BaseModel):
     quick: dict[str, Any] = Field(
         default_factory=dict, description="what --quick changes (models, tasks, seeds, ...)"
     )
+
+    @property
+    def label(self) -> str:
+        """The study's name as reports show it: with its version from version 2 on."""
+        return self.name if self.version == 1 else f"{self.name} v{self.version}"
 
     @field_validator("executor")
     @classmethod
@@ -505,7 +514,8 @@ def write_definition(spec: StudySpec) -> Path:
     from seqbench.store import write_atomic
 
     path = Path(spec.results) / STUDIES / f"{spec.name}.json"
-    text = spec.model_dump_json(indent=2, exclude={"state"} if spec.state is None else None) + "\n"
+    exclude = {k for k, default in (("state", None), ("version", 1)) if getattr(spec, k) == default}
+    text = spec.model_dump_json(indent=2, exclude=exclude or None) + "\n"
     if not path.exists() or path.read_text() != text:
         write_atomic(path, lambda fh: fh.write(text.encode()))
     return path
