@@ -98,7 +98,9 @@ def study(
             )
             sys.exit(130)
     pairs = last.get("pairs") or the_study.pairs(read_runs(spec.results))
-    click.echo(f"study {spec.label}: {progress_line(pairs)} in {(time.perf_counter() - started) / 60:.1f} min")
+    click.echo(
+        f"study {spec.label}: {progress_line(pairs)} in {(time.perf_counter() - started) / 60:.1f} min"
+    )
     _print_horizons(console, spec, pairs)
     if failed:
         click.echo(
