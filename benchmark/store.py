@@ -129,6 +129,65 @@ def _fits(file_schema: pa.Schema, schema: pa.Schema) -> str | None:
     return f"unknown column {unknown[0]!r}"
 
 
+# What this process has read of the store, by path. A stored file is written once (renamed into place) and
+# never changed in place: one whose inode, size and modification time are those seen before is the same file,
+# so a long study, which reads the store whenever a run ends, reads only the files stored since its last look.
+_Identity = tuple[int, int, int]
+_VERDICTS: dict[str, tuple[_Identity, pa.Schema, str | None, frozenset[str]]] = {}
+_TABLES: dict[str, tuple[_Identity, pa.Schema, pa.Table]] = {}
+
+
+def _identity(path: Path) -> _Identity:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _verdict(path: Path, schema: pa.Schema) -> tuple[str | None, frozenset[str]]:
+    """`_fits` of the file's schema (a reason or an Arrow error's text for a file that is not ours), and the
+    columns it has that `schema` lacks; remembered while the file is unchanged."""
+    ident = _identity(path)
+    seen = _VERDICTS.get(str(path))
+    if seen is not None and seen[0] == ident and seen[1].equals(schema):
+        return seen[2], seen[3]
+    try:
+        file_schema = pq.read_schema(path)
+        why, unknown = _fits(file_schema, schema), frozenset(file_schema.names) - set(schema.names)
+    except FileNotFoundError:
+        raise  # replaced by a compaction since the listing: the caller lists again
+    except (pa.ArrowException, OSError) as exc:
+        why, unknown = f"{type(exc).__name__}: {exc}", frozenset()
+    _VERDICTS[str(path)] = (ident, schema, why, unknown)
+    return why, unknown
+
+
+def _read_files(paths: list[Path], schema: pa.Schema) -> pa.Table:
+    """The files' rows as one table with `schema` (columns a file lacks read as nulls); files read before
+    and unchanged since come from memory."""
+    tables, fresh = {}, []
+    for path in paths:
+        seen = _TABLES.get(str(path))
+        if seen is not None and seen[0] == _identity(path) and seen[1].equals(schema):
+            tables[str(path)] = seen[2]
+        else:
+            fresh.append(path)
+    if fresh:
+        idents = {str(p): _identity(p) for p in fresh}
+        batches: dict[str, list[pa.RecordBatch]] = {str(p): [] for p in fresh}
+        # One scan of every new file (as fast as reading them as one table), its batches told apart by file.
+        for tagged in ds.dataset(list(batches), schema=schema, format="parquet").scanner().scan_batches():
+            batches[tagged.fragment.path].append(tagged.record_batch)
+        for key, parts in batches.items():
+            table = pa.Table.from_batches(parts, schema=schema)
+            _TABLES[key] = (idents[key], schema, table)
+            tables[key] = table
+    folders = {p.parent for p in paths}
+    for key in [k for k in _TABLES if Path(k).parent in folders and k not in tables]:
+        del _TABLES[key]  # gone from the store (a compaction merged it)
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables([tables[str(p)] for p in paths]).combine_chunks()
+
+
 def store_files(folder: Path, schema: pa.Schema, newer: bool = True) -> list[Path]:
     """The readable files of one store folder that hold `schema`'s table; every other `*.parquet` is
     skipped with a StoreWarning naming it (a garbage, empty or truncated file, or a foreign Parquet such as
@@ -139,18 +198,12 @@ def store_files(folder: Path, schema: pa.Schema, newer: bool = True) -> list[Pat
     drop those columns, never merges them)."""
     good, ahead, extra = [], [], set()
     for path in sorted(folder.glob("*.parquet")):
-        try:
-            file_schema = pq.read_schema(path)
-            why = _fits(file_schema, schema)
-        except FileNotFoundError:
-            raise  # replaced by a compaction since the listing: the caller lists again
-        except (pa.ArrowException, OSError) as exc:
-            why = f"{type(exc).__name__}: {exc}"
+        why, unknown = _verdict(path, schema)  # FileNotFoundError: compacted away, the caller lists again
         if why is None:
             good.append(path)
         elif why == NEWER:
             ahead.append(path)
-            extra |= set(file_schema.names) - set(schema.names)
+            extra |= unknown
         else:
             warnings.warn(f"skipped {path}: not a seqbench {folder.name} file ({why})", StoreWarning, 2)
     if ahead:
@@ -181,7 +234,7 @@ def _read(results_dir: str | Path, sub: str, schema: pa.Schema):
         try:
             listed = store_files(folder, schema)
             # An explicit schema: files written before a column was added read back with nulls in it.
-            table = ds.dataset([str(p) for p in listed], schema=schema, format="parquet").to_table()
+            table = _read_files(listed, schema)
         except FileNotFoundError:
             # `seqbench compact` removed a file after merging it: list again, the merged file holds its rows.
             continue

@@ -106,3 +106,31 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         assert p.exitcode == 0
     df = read_runs(tmp_path)
     assert len(df) == 60 and df["seed"].nunique() == 60
+
+
+def test_a_reader_that_has_read_the_store_reads_only_new_files_and_sees_every_change(tmp_path, monkeypatch):
+    first = make_row(seed=1)
+    write_run(tmp_path, first)
+    assert list(read_runs(tmp_path)["seed"]) == [1]
+    scanned: list[int] = []
+    real = store.ds.dataset
+
+    def counting(paths, **kwargs):
+        scanned.append(len(paths))
+        return real(paths, **kwargs)
+
+    monkeypatch.setattr(store.ds, "dataset", counting)
+    write_run(tmp_path, make_row(seed=2))
+    assert sorted(read_runs(tmp_path)["seed"]) == [1, 2]
+    assert scanned == [1]  # the first file came from memory
+    assert sorted(read_runs(tmp_path)["seed"]) == [1, 2] and scanned == [1]
+    # A file replaced under the same name (a hand edit, a restored backup) is read again.
+    path = tmp_path / "runs" / f"{first['run_id']}.parquet"
+    replaced = make_row(run_id=first["run_id"], seed=7)
+    path.unlink()
+    write_run(tmp_path, replaced)
+    assert sorted(read_runs(tmp_path)["seed"]) == [2, 7]
+    # A file removed (merged by a compaction) is gone from what is read, and from memory.
+    path.unlink()
+    assert list(read_runs(tmp_path)["seed"]) == [2]
+    assert not any(key.startswith(str(path)) for key in store._TABLES)
