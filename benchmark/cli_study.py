@@ -119,11 +119,12 @@ NOTES = (
 def _print_horizons(console: Any, spec: Any, pairs: list[Any], fmt: str = "table") -> None:
     import json
 
-    from seqbench.study import horizon_table
+    from seqbench.study import CAPPED_NOTE, horizon_table
     from seqbench.tables import Table, to_markdown, to_rich
 
     columns, cells = horizon_table(spec, pairs)
-    table = Table(f"study {spec.label}: memory horizons", columns, cells, NOTES)
+    notes = NOTES + (" " + CAPPED_NOTE if any(p.capped for p in pairs) else "")
+    table = Table(f"study {spec.label}: memory horizons", columns, cells, notes)
     if fmt == "markdown":
         click.echo(to_markdown(table), nl=False)
     elif fmt in ("csv", "json"):

@@ -77,7 +77,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
     """For each study stored under `results_dir`: a heatmap section (the report opens with it), the
     horizon table, and accuracy against learning rate per task; and the run_ids the studies read."""
     from seqbench.report import Figure, Line, Section
-    from seqbench.study import Study, horizon_table, run_ids, stored_studies, wall_time
+    from seqbench.study import CAPPED_NOTE, Study, horizon_table, run_ids, stored_studies, wall_time
 
     sections: list[Any] = []
     used: set[str] = set()
@@ -139,7 +139,7 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
             "Each cell: the hardest rung solved (the knob's value), with how many seeds solved it on their "
             "own; 0: not even the easiest rung (with its seeds); …: still climbing; n/a: the model cannot "
             "take the task. params and state: the model's size and the floats it carries per sequence."
-        )
+        ) + (" " + CAPPED_NOTE if any(p.capped for p in pairs) else "")
         lr_figs = []
         for task in spec.tasks:
             fig = Figure(

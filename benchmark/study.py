@@ -270,6 +270,9 @@ class Pair:
     params: int | None = None
     state_size: int | None = None
     error: str | None = None  # the model cannot run this task (its configuration was refused)
+    # The climb's next rung cannot be sized to the budget (at equal state, an attention model's cache at that
+    # rung's length is larger than the whole budget): the climb ends there, its horizon is what it solved.
+    capped: str | None = None
 
     @property
     def done(self) -> bool:
@@ -292,7 +295,7 @@ class Pair:
     @property
     def finished(self) -> bool:
         """The climb is over: a rung failed, or the ladder's top was solved (or the model cannot run it)."""
-        if self.error:
+        if self.error or self.capped:
             return True
         if not self.rungs or not self.rungs[-1].complete:
             return False
@@ -393,8 +396,13 @@ class Study:
         pair.lr = choose_lr(pair.lr_rows)
         for value in ladder.rungs:
             rows = []
-            for seed in range(self.spec.seeds):
-                row = lookup(self.config(task, model, value, pair.lr, seed))
+            try:
+                configs = [self.config(task, model, value, pair.lr, seed) for seed in range(self.spec.seeds)]
+            except OptionsError as exc:  # the budget cannot size this rung: the climb ends below it
+                pair.capped = f"rung {value}: {exc}"
+                break
+            for config in configs:
+                row = lookup(config)
                 if row is not None:
                     rows.append(row)
             rung = Rung(value, rows, self.spec.seeds, ladder)
@@ -574,7 +582,15 @@ def horizon_cell(pair: Pair) -> str:
         return f"0{seeds}"
     last = solved[-1]
     top = "" if pair.finished else " …"
-    return f"{horizon} ({last.seeds_solved}/{len(last.rows)}){top}"
+    cap = CAPPED if pair.capped else ""
+    return f"{horizon} ({last.seeds_solved}/{len(last.rows)}){cap}{top}"
+
+
+CAPPED = "^"  # after a horizon: the next rung could not be sized to the budget
+CAPPED_NOTE = (
+    f"{CAPPED}: the climb stopped there because the next rung cannot be sized to the budget (at equal state, "
+    "an attention model's cache at that rung's length alone is larger than it)."
+)
 
 
 def _fmt_int(v: int | None) -> str:

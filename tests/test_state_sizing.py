@@ -24,7 +24,7 @@ from seqbench.options import resolve_options
 from seqbench.registry import MODELS, TASKS
 from seqbench.runner import run
 from seqbench.store import read_runs
-from seqbench.study import Study, load_study, write_definition
+from seqbench.study import CAPPED, Study, horizon_cell, load_study, write_definition
 from tests.fakes import FakeEntryPoint
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
@@ -288,3 +288,22 @@ def test_a_parameter_study_keeps_its_definition_and_its_stored_runs():
 def test_the_stored_definition_of_a_parameter_study_has_no_state_key(tmp_path):
     spec = load_study(REFERENCE / "study.yaml", quick=True, results=str(tmp_path))
     assert "state" not in json.loads(write_definition(spec).read_text())
+
+
+def test_a_climb_ends_below_the_first_rung_the_state_budget_cannot_size(tmp_path):
+    # 24 floats: a transformer's cache fits at copy length 1 (width 7), not at length 2 (32 floats at width 1)
+    path = tmp_path / "study.yaml"
+    text = STUDY.format(size="state: 24", results=tmp_path / "res").replace("[gru, ntm]", "[transformer]")
+    path.write_text(text.replace("threshold: 2.0", "threshold: 0.0"))  # every rung run is solved
+    study = Study(load_study(path))
+    outcomes = list(study.run(EXECUTORS["serial"](same_process=True), lambda *a: None))
+    assert len(outcomes) == 3  # the three rates at rung 1; rung 2 is never asked for
+    (pair,) = study.pairs(read_runs(tmp_path / "res"))
+    assert pair.finished and pair.horizon == 1 and not pair.error
+    assert pair.capped.startswith("rung 2:") and "no width gives 24" in pair.capped
+    assert horizon_cell(pair) == f"1 (1/1){CAPPED}"
+    board = CliRunner().invoke(
+        main, ["leaderboard", "--results", str(tmp_path / "res"), "--study", "tiny-state"]
+    )
+    assert board.exit_code == 0, board.output
+    assert "cannot be sized" in " ".join(board.output.split())
