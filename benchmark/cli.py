@@ -560,6 +560,13 @@ def leaderboard(
     help="Training steps of the --overhead runs [the quick preset's: 4000 on copy].",
 )
 @click.option("--batching", is_flag=True, help="Also measure sequences/s at batch 1 and 32 on copy.")
+@click.option(
+    "--model-opt",
+    "model_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Model option for every --model, repeatable (a model that does not take it is an error).",
+)
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the table as Markdown here.")
 @results_option
 def bench(
@@ -576,6 +583,7 @@ def bench(
     overhead: bool,
     overhead_steps: int | None,
     batching: bool,
+    model_opts: tuple[str, ...],
     markdown: str | None,
     results_dir: str,
 ) -> None:
@@ -585,12 +593,27 @@ def bench(
     the runner (a whole quick-preset run unless --overhead-steps) and through a bare loop over the same
     batches: what the training loop (data, metrics, logging, evaluation) adds to the model's own steps. With --batching, the copy task's sequences/s at batch 1 and 32."""
     from seqbench import bench as b
+    from seqbench.errors import OptionsError
+    from seqbench.options import parse_key_values, resolve_options
     from seqbench.registry import MODELS
     from seqbench.store import write_bench
     from seqbench.tables import to_markdown, to_rich
 
+    names = list(models) or MODELS.names()
+    options: dict[str, dict] = {}
+    if model_opts:
+        if not models:
+            _fail(OptionsError("--model-opt needs the models it is for: name them with --model."))
+        given = parse_key_values(model_opts, "--model-opt")
+        try:  # each model's constructor checks and coerces them, as a run's configuration does
+            for name in names:
+                resolved = resolve_options(MODELS.get(name), given, f"model {name!r}")
+                options[name] = {k: resolved[k] for k in given}
+        except SeqbenchError as exc:
+            _fail(exc)
     spec = b.BenchSpec(
-        models=list(models) or MODELS.names(),
+        models=names,
+        model_options=options,
         hidden=list(hidden) or [128],
         lengths=list(lengths) or [100, 500, 2000],
         batch_size=batch_size,

@@ -45,6 +45,28 @@ def test_an_unknown_model_is_refused_before_anything_runs(tmp_path):
     assert read_bench(tmp_path).empty
 
 
+def test_model_options_reach_the_benched_model_and_its_rows(tmp_path):
+    args = ["bench", "--model", "ntm", "--hidden", "8", "--length", "5", "--rounds", "1", "--batch-size", "2"]
+    args += ["--no-memory", "--no-flops", "--results", str(tmp_path)]
+    res = CliRunner().invoke(main, [*args, "--model-opt", "memory_slots=6"])
+    assert res.exit_code == 0, res.output
+    rows = read_bench(tmp_path)
+    assert set(rows[rows["model"] == "ntm"]["model_options"]) == {'{"memory_slots": 6}'}
+    assert set(rows[rows["model"] == "ntm"]["params"]) == {
+        sum(p.numel() for p in seqbench.load_model("ntm", 16, 8, memory_slots=6).parameters())
+    }
+    for extra, message in (
+        (["--model-opt", "memory_slot=6"], "unknown option"),  # checked against the constructor
+        (["--model-opt", "memory_slots=many"], "memory_slots"),
+        (["--model", "lstm", "--model-opt", "memory_slots=6"], "model 'lstm'"),  # a model that lacks it
+    ):
+        res = CliRunner().invoke(main, [*args, *extra])
+        assert res.exit_code == 2 and message in res.output, res.output
+    res = CliRunner().invoke(main, ["bench", "--model-opt", "memory_slots=6", "--results", str(tmp_path)])
+    assert res.exit_code == 2 and "--model" in res.output
+    assert len(read_bench(tmp_path)) == len(rows)  # nothing more stored
+
+
 def test_fit_exponent_recovers_a_power_law():
     xs = [100, 500, 2000]
     assert math.isclose(bench.fit_exponent(xs, [3 * x for x in xs]), 1.0)
