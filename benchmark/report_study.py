@@ -138,7 +138,9 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
         notes = (
             "Each cell: the hardest rung solved (the knob's value), with how many seeds solved it on their "
             "own; 0: not even the easiest rung (with its seeds); …: still climbing; n/a: the model cannot "
-            "take the task. params and state: the model's size and the floats it carries per sequence."
+            "take the task. params and state: the model's size and the floats it carries per sequence, at the first "
+            "task's easiest rung (an attention model's state grows with the sequence; at equal state its width "
+            "shrinks on longer rungs)."
         ) + (" " + CAPPED_NOTE if any(p.capped for p in pairs) else "")
         lr_figs = []
         for task in spec.tasks:
