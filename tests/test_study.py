@@ -13,7 +13,15 @@ from seqbench.cli import main
 from seqbench.errors import OptionsError, SeqbenchError
 from seqbench.executors import EXECUTORS
 from seqbench.store import read_runs
-from seqbench.study import Ladder, Study, choose_lr, horizon_table, load_study, stored_studies
+from seqbench.study import (
+    Ladder,
+    Study,
+    choose_lr,
+    horizon_table,
+    load_study,
+    stored_studies,
+    write_definition,
+)
 
 SPEC = """
 name: tiny
@@ -118,6 +126,22 @@ def test_report_opens_with_the_heatmap_and_leaderboard_shows_horizons(tmp_path):
     assert result.exit_code == 0 and "| lstm |" in result.output and "2 (2/2)" in result.output
     result = CliRunner().invoke(main, ["leaderboard", "--results", res, "--study", "tiyn"])
     assert result.exit_code == 2 and "Did you mean 'tiny'" in result.output
+
+
+def test_a_changed_study_carries_its_version_in_its_definition_and_headings(tmp_path):
+    study, path = _study(tmp_path, threshold=0.0)
+    definition = tmp_path / "res" / "studies" / "tiny.json"
+    write_definition(study.spec)
+    assert "version" not in json.loads(definition.read_text())  # version 1: stored as before the field
+    path.write_text(path.read_text().replace("name: tiny", "name: tiny\nversion: 2"))
+    spec = load_study(path)
+    assert spec.label == "tiny v2" and load_study(path, quick=True).label == "tiny-quick v2"
+    _run(Study(spec))
+    assert json.loads(definition.read_text())["version"] == 2
+    (stored,) = [s for s in stored_studies(tmp_path / "res") if s.name == "tiny"]
+    assert stored.version == 2
+    board = CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "res"), "--study", "tiny"])
+    assert board.exit_code == 0 and "study tiny v2: memory horizons" in board.output
 
 
 def test_invalid_studies_are_refused(tmp_path):
