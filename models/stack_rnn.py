@@ -85,20 +85,49 @@ class StackRNN(nn.Module):
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The equations step by step through autograd: the specification of the C++ loop, and its fallback."""
-        B, P = x.shape[0], self.P
-        drive = self.input_proj(x)  # hoisted out of the time loop
-        h = x.new_zeros(B, self.recurrent.out_features)
-        stack = x.new_zeros(B, P, self.D, self.W)
+        return self.forward_state(x, self.initial_state(x.shape[0], x.device, x.dtype))[0]
+
+    def _cell(
+        self, d_t: torch.Tensor, h: torch.Tensor, stack: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from the input's drive d_t = U x_t + b: the new (h, stack)."""
+        B, P = h.shape[0], self.P
+        top = stack[:, :, : self.k].reshape(B, -1)
+        h = torch.sigmoid(d_t + self.recurrent(torch.cat([h, top], dim=-1)))
+        a = torch.softmax(self.actions(h).view(B, P, -1), dim=-1)
+        if not self.no_op:
+            a = torch.cat([a, a.new_zeros(B, P, 1)], dim=-1)
+        return h, stack_update(stack, a, torch.sigmoid(self.push(h)).view(B, P, self.W))
+
+    # The stateful protocol (seqbench.stateful): the state is (h (B, H), stacks (B, P, D, W)). `forward_state`
+    # and `step` run the reference equations through autograd (the C++ loop starts from the empty stacks).
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An empty state: h = 0 and every stack element 0, as `forward` starts."""
+        w = self.recurrent.weight
+        device, dtype = device or w.device, dtype or w.dtype
+        h = torch.zeros(batch_size, self.recurrent.out_features, device=device, dtype=dtype)
+        return h, torch.zeros(batch_size, self.P, self.D, self.W, device=device, dtype=dtype)
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step, x_t (B, I) -> h_t (B, H), and the state after it."""
+        h, stack = self._cell(self.input_proj(x_t), *state)
+        return h, (h, stack)
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
+        drive = self.input_proj(x)
         outputs = []
         for d_t in drive.unbind(1):
-            top = stack[:, :, : self.k].reshape(B, -1)
-            h = torch.sigmoid(d_t + self.recurrent(torch.cat([h, top], dim=-1)))
-            a = torch.softmax(self.actions(h).view(B, P, -1), dim=-1)
-            if not self.no_op:
-                a = torch.cat([a, a.new_zeros(B, P, 1)], dim=-1)
-            stack = stack_update(stack, a, torch.sigmoid(self.push(h)).view(B, P, self.W))
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
+            state = self._cell(d_t, *state)
+            outputs.append(state[0])
+        return torch.stack(outputs, dim=1), state
 
 
 class _StackLoop(torch.autograd.Function):

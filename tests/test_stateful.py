@@ -23,7 +23,11 @@ GREFF = [
     "lstm_fgr",
 ]
 STACKED = ["rnn", "irnn", "lstm", "gru", "gru_cho", "lstm_1997", *GREFF]  # take num_layers
-MEMORY = {"ntm": {"memory_slots": 6, "memory_width": 4}, "dnc": {"memory_slots": 6, "memory_width": 4}}
+MEMORY = {
+    "ntm": {"memory_slots": 6, "memory_width": 4},
+    "dnc": {"memory_slots": 6, "memory_width": 4},
+    "stack_rnn": {"depth": 4, "stack_width": 3},
+}
 STATEFUL = [*STACKED, *MEMORY]
 # Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
 # every earlier step (a state that grows with the stream, as the transformer's would).
@@ -56,6 +60,12 @@ def test_ntm_carries_memory_weightings_and_controller(options):
 @pytest.mark.parametrize("options", [{}, {"read_heads": 1}])
 def test_dnc_carries_memory_links_usage_and_controller(options):
     check_stateful(MODELS.get("dnc"), IN, 8, **MEMORY["dnc"], **options)
+
+
+@pytest.mark.parametrize("options", [{}, {"no_op": False, "stacks": 1}, {"implementation": "reference"}])
+def test_stack_rnn_carries_its_stacks(options):
+    """forward (the C++ loop, from empty stacks) against forward_state and step (the reference equations)."""
+    check_stateful(MODELS.get("stack_rnn"), IN, 8, depth=4, stack_width=3, **options)
 
 
 @pytest.mark.parametrize("name", MODELS.names())
