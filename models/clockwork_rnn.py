@@ -91,6 +91,18 @@ class _Layer(nn.Module):
     def due(self, t: int) -> list[int]:
         return [i for i, p in enumerate(self.periods) if t % p == 0]
 
+    def cell(self, x_t: torch.Tensor, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One step of every row at its own step count t (B,): the modules due there update, the rest keep
+        their state. Written without data-dependent control flow (every module computed, then masked), so
+        that it runs under `vmap` (RTRL, UORO)."""
+        U = self.weight_hh * self.block_mask
+        periods = torch.tensor(self.periods, device=h.device)
+        due = torch.remainder(t.long().unsqueeze(-1), periods) == 0  # (B, g)
+        sizes = torch.tensor(self.bounds, device=h.device).diff(prepend=torch.zeros(1, device=h.device))
+        keep = due.repeat_interleave(sizes.long(), dim=-1)  # (B, H): each unit's module due
+        new = torch.tanh(torch.nn.functional.linear(x_t, self.weight_ih, self.bias) + h @ U.t())
+        return torch.where(keep, new, h)
+
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:  # (T, B, I) -> (T, B, H)
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, H), hoisted
         U = self.weight_hh * self.block_mask
@@ -141,3 +153,38 @@ class ClockworkRNN(nn.Module):
         for layer in self.layers:
             h = layer(h, self.fast)
         return h.transpose(0, 1)
+
+    # The stateful protocol (seqbench.stateful): the state is every layer's h (B, H), then the step count t
+    # (B,), which decides the modules due. `forward_state` and `step` compute every module and keep the ones
+    # not due (`_Layer.cell`); `forward`'s fast path starts at t = 0 from h = 0.
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """h = 0 in every layer, at step 0."""
+        w = self.layers[0].weight_hh
+        device, dtype = device or w.device, dtype or w.dtype
+        H = w.shape[0]
+        hs = tuple(torch.zeros(batch_size, H, device=device, dtype=dtype) for _ in self.layers)
+        return (*hs, torch.zeros(batch_size, device=device, dtype=dtype))
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One step, x_t (B, I) -> h_t (B, H) of the last layer, and the state after it."""
+        *hs, t = state
+        out, inp = [], x_t
+        for layer, h in zip(self.layers, hs, strict=True):
+            inp = layer.cell(inp, h, t)
+            out.append(inp)
+        return inp, (*out, t + 1)
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
+        outputs = []
+        for x_t in x.unbind(1):
+            h_t, state = self.step(x_t, state)
+            outputs.append(h_t)
+        return torch.stack(outputs, dim=1), state

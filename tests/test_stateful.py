@@ -27,6 +27,7 @@ MEMORY = {
     "ntm": {"memory_slots": 6, "memory_width": 4},
     "dnc": {"memory_slots": 6, "memory_width": 4},
     "stack_rnn": {"depth": 4, "stack_width": 3},
+    "clockwork_rnn": {"modules": 4},
 }
 STATEFUL = [*STACKED, *MEMORY]
 # Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
@@ -60,6 +61,16 @@ def test_ntm_carries_memory_weightings_and_controller(options):
 @pytest.mark.parametrize("options", [{}, {"read_heads": 1}])
 def test_dnc_carries_memory_links_usage_and_controller(options):
     check_stateful(MODELS.get("dnc"), IN, 8, **MEMORY["dnc"], **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"num_layers": 2}, {"periods": (1, 3, 5)}, {"implementation": "reference", "modules": 3}],
+)
+def test_clockwork_rnn_carries_its_modules_and_its_step_count(options):
+    """forward (the prefix recurrence from step 0) against forward_state and step (every module computed and
+    the ones not due kept, at the step count carried in the state); periods that do not chain too."""
+    check_stateful(MODELS.get("clockwork_rnn"), IN, 8, length=11, **({"modules": 4} | options))
 
 
 @pytest.mark.parametrize("options", [{}, {"no_op": False, "stacks": 1}, {"implementation": "reference"}])

@@ -157,6 +157,9 @@ def test_trainer_configuration_errors():
         ("ntm", {"memory_slots": 4, "memory_width": 3}),
         ("ntm", {"memory_slots": 4, "memory_width": 3, "controller": "feedforward"}),
         ("dnc", {"memory_slots": 4, "memory_width": 3, "read_heads": 1}),
+        ("stack_rnn", {"depth": 3, "stack_width": 2}),
+        ("clockwork_rnn", {"modules": 3}),
+        ("clockwork_rnn", {"periods": [1, 3], "num_layers": 2}),
     ],
 )
 def test_rtrl_and_whole_tbptt_equal_bptt_on_the_later_stateful_models(model, options):
