@@ -201,16 +201,21 @@ class _Layer(nn.Module):
             )
         return _DepthGatedRecurrence.apply(x, self.weight_ih, self.bias, self.weight_hh, None, None, None)
 
-    def forward(self, x: torch.Tensor, c_below: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        c_below: torch.Tensor | None,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference: the equations step by step through autograd. x (T, B, I), c_below (T, B, H) or
-        None -> h (T, B, H), c (T, B, H)."""
+        None -> h (T, B, H), c (T, B, H); from `state` (h, c), each (B, H), or from zeros."""
         H = self.H
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)  # (T, B, nH), hoisted
         d_in = None
         if self.depth_gate:
             d_in = xp[..., 4 * H :] + self.w_ld * c_below  # the parts of d known before the loop
             xp = xp[..., : 4 * H]
-        h = c = x.new_zeros(x.shape[1], H)
+        h, c = state if state is not None else (x.new_zeros(x.shape[1], H),) * 2
         hs, cs = [], []
         steps = (
             zip(xp.unbind(0), d_in.unbind(0), c_below.unbind(0), strict=True)
@@ -258,3 +263,32 @@ class DepthGatedLSTM(nn.Module):
         for layer in self.layers:
             h, c = layer(h, c)
         return h.transpose(0, 1)
+
+    # The stateful protocol (seqbench.stateful): the state is every layer's (h, c), each (B, H), in layer
+    # order. `forward_state` and `step` run the reference equations (the fast loops start from zeros).
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """h = c = 0 in every layer."""
+        w = self.layers[0].weight_hh
+        device, dtype = device or w.device, dtype or w.dtype
+        zeros = [torch.zeros(batch_size, w.shape[1], device=device, dtype=dtype) for _ in range(2)]
+        return tuple(t for _ in self.layers for t in zeros)
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
+        h, c, out = x.transpose(0, 1), None, []
+        for n, layer in enumerate(self.layers):
+            h, c = layer(h, c, (state[2 * n], state[2 * n + 1]))
+            out += [h[-1], c[-1]]
+        return h.transpose(0, 1), tuple(out)
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One step, x_t (B, I) -> h_t (B, H) of the top layer, and the state after it."""
+        h, state = self.forward_state(x_t.unsqueeze(1), state)
+        return h[:, 0], state

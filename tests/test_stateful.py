@@ -28,6 +28,7 @@ MEMORY = {
     "dnc": {"memory_slots": 6, "memory_width": 4},
     "stack_rnn": {"depth": 4, "stack_width": 3},
     "clockwork_rnn": {"modules": 4},
+    "depth_gated_lstm": {},
 }
 STATEFUL = [*STACKED, *MEMORY]
 # Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
@@ -71,6 +72,14 @@ def test_clockwork_rnn_carries_its_modules_and_its_step_count(options):
     """forward (the prefix recurrence from step 0) against forward_state and step (every module computed and
     the ones not due kept, at the step count carried in the state); periods that do not chain too."""
     check_stateful(MODELS.get("clockwork_rnn"), IN, 8, length=11, **({"modules": 4} | options))
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"num_layers": 1}, {"num_layers": 3}, {"implementation": "reference"}]
+)
+def test_depth_gated_lstm_carries_every_layers_cell(options):
+    """forward (the fast loops, from zeros) against forward_state and step (the reference equations)."""
+    check_stateful(MODELS.get("depth_gated_lstm"), IN, 8, **options)
 
 
 @pytest.mark.parametrize("options", [{}, {"no_op": False, "stacks": 1}, {"implementation": "reference"}])

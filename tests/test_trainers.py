@@ -160,6 +160,7 @@ def test_trainer_configuration_errors():
         ("stack_rnn", {"depth": 3, "stack_width": 2}),
         ("clockwork_rnn", {"modules": 3}),
         ("clockwork_rnn", {"periods": [1, 3], "num_layers": 2}),
+        ("depth_gated_lstm", {}),
     ],
 )
 def test_rtrl_and_whole_tbptt_equal_bptt_on_the_later_stateful_models(model, options):
