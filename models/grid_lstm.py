@@ -254,22 +254,48 @@ class GridLSTM(nn.Module):
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         """The oracle: the block equations cell by cell through autograd, in the grid's natural order (each
-        step t from the bottom of the depth dimension to its top), on (B, features) vectors."""
-        B, H = x.shape[0], self.H
-        h_t = [x.new_zeros(B, H) for _ in range(self.num_layers)]
-        m_t = [x.new_zeros(B, H) for _ in range(self.num_layers)]
+        step t from the bottom of the depth dimension to its top, `step`), on (B, features) vectors."""
+        return self.forward_state(x, self.initial_state(x.shape[0], x.device, x.dtype))[0]
+
+    # The stateful protocol (seqbench.stateful): the state is what the time dimension carries, every layer's
+    # (h^t, m^t), each (B, H), in layer order; the depth dimension starts afresh at every step. `step` and
+    # `forward_state` are the reference equations (the fast layers start from zeros).
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """h^t = m^t = 0 in every layer, as `forward` starts."""
+        w = self.blocks[0].weight_hh
+        device, dtype = device or w.device, dtype or w.dtype
+        return tuple(
+            torch.zeros(batch_size, self.H, device=device, dtype=dtype) for _ in range(2 * self.num_layers)
+        )
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One step of the grid, x_t (B, I) -> the top block's depth output (B, H), and the state after it."""
+        H = self.H
+        h_t, m_t = list(state[0::2]), list(state[1::2])
+        h_d = x_t @ self.input_proj.t() if self.tied else x_t
+        m_d = torch.zeros_like(h_t[0])
+        for k in range(self.num_layers):
+            p = self.block(k)
+            W_t, W_d = p.weight_below[: 4 * H], p.weight_below[4 * H :]
+            b_t, b_d = p.bias[: 4 * H], p.bias[4 * H :]
+            h_t[k], m_t[k] = _lstm(h_t[k] @ p.weight_hh.t() + h_d @ W_t.t() + b_t, m_t[k])
+            if self.depth_lstm:
+                h_d, m_d = _lstm(h_t[k] @ p.weight_up.t() + h_d @ W_d.t() + b_d, m_d)
+            else:
+                h_d = h_t[k]
+        return h_d, tuple(v for pair in zip(h_t, m_t, strict=True) for v in pair)
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
         out = []
         for x_t in x.unbind(1):
-            h_d = x_t @ self.input_proj.t() if self.tied else x_t
-            m_d = torch.zeros_like(h_t[0])
-            for k in range(self.num_layers):
-                p = self.block(k)
-                W_t, W_d = p.weight_below[: 4 * H], p.weight_below[4 * H :]
-                b_t, b_d = p.bias[: 4 * H], p.bias[4 * H :]
-                h_t[k], m_t[k] = _lstm(h_t[k] @ p.weight_hh.t() + h_d @ W_t.t() + b_t, m_t[k])
-                if self.depth_lstm:
-                    h_d, m_d = _lstm(h_t[k] @ p.weight_up.t() + h_d @ W_d.t() + b_d, m_d)
-                else:
-                    h_d = h_t[k]
-            out.append(h_d)
-        return torch.stack(out, dim=1)
+            h, state = self.step(x_t, state)
+            out.append(h)
+        return torch.stack(out, dim=1), state

@@ -29,6 +29,7 @@ MEMORY = {
     "stack_rnn": {"depth": 4, "stack_width": 3},
     "clockwork_rnn": {"modules": 4},
     "depth_gated_lstm": {},
+    "grid_lstm": {},
 }
 STATEFUL = [*STACKED, *MEMORY]
 # Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
@@ -80,6 +81,14 @@ def test_clockwork_rnn_carries_its_modules_and_its_step_count(options):
 def test_depth_gated_lstm_carries_every_layers_cell(options):
     """forward (the fast loops, from zeros) against forward_state and step (the reference equations)."""
     check_stateful(MODELS.get("depth_gated_lstm"), IN, 8, **options)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"num_layers": 3}, {"tied": True}, {"depth": "identity"}, {"implementation": "reference"}]
+)
+def test_grid_lstm_carries_its_time_cells(options):
+    """forward (layer by layer, from zeros) against forward_state and step (the grid's natural order)."""
+    check_stateful(MODELS.get("grid_lstm"), IN, 8, **options)
 
 
 @pytest.mark.parametrize("options", [{}, {"no_op": False, "stacks": 1}, {"implementation": "reference"}])

@@ -161,6 +161,7 @@ def test_trainer_configuration_errors():
         ("clockwork_rnn", {"modules": 3}),
         ("clockwork_rnn", {"periods": [1, 3], "num_layers": 2}),
         ("depth_gated_lstm", {}),
+        ("grid_lstm", {"tied": True}),
     ],
 )
 def test_rtrl_and_whole_tbptt_equal_bptt_on_the_later_stateful_models(model, options):
