@@ -155,8 +155,9 @@ class ClockworkRNN(nn.Module):
         return h.transpose(0, 1)
 
     # The stateful protocol (seqbench.stateful): the state is every layer's h (B, H), then the step count t
-    # (B,), which decides the modules due. `forward_state` and `step` compute every module and keep the ones
-    # not due (`_Layer.cell`); `forward`'s fast path starts at t = 0 from h = 0.
+    # (B,), which decides the modules due. `step` computes every module and keeps the ones not due
+    # (`_Layer.cell`); segments are a loop over it (`stateful.run_segment`); `forward`'s fast path starts at
+    # t = 0 from h = 0.
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -178,13 +179,3 @@ class ClockworkRNN(nn.Module):
             inp = layer.cell(inp, h, t)
             out.append(inp)
         return inp, (*out, t + 1)
-
-    def forward_state(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
-        outputs = []
-        for x_t in x.unbind(1):
-            h_t, state = self.step(x_t, state)
-            outputs.append(h_t)
-        return torch.stack(outputs, dim=1), state

@@ -46,6 +46,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from seqbench import stateful
 from seqbench.errors import OptionsError
 from seqbench.models import cpp_loops, lstm_cell
 
@@ -255,11 +256,11 @@ class GridLSTM(nn.Module):
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         """The oracle: the block equations cell by cell through autograd, in the grid's natural order (each
         step t from the bottom of the depth dimension to its top, `step`), on (B, features) vectors."""
-        return self.forward_state(x, self.initial_state(x.shape[0], x.device, x.dtype))[0]
+        return stateful.run_segment(self, x, self.initial_state(x.shape[0], x.device, x.dtype))[0]
 
     # The stateful protocol (seqbench.stateful): the state is what the time dimension carries, every layer's
-    # (h^t, m^t), each (B, H), in layer order; the depth dimension starts afresh at every step. `step` and
-    # `forward_state` are the reference equations (the fast layers start from zeros).
+    # (h^t, m^t), each (B, H), in layer order; the depth dimension starts afresh at every step. `step` is the
+    # reference equations, segments a loop over it (`stateful.run_segment`); the fast layers start from zeros.
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -289,13 +290,3 @@ class GridLSTM(nn.Module):
             else:
                 h_d = h_t[k]
         return h_d, tuple(v for pair in zip(h_t, m_t, strict=True) for v in pair)
-
-    def forward_state(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """A segment x (B, T, I) from `state`: its outputs (B, T, H) and the state after its last step."""
-        out = []
-        for x_t in x.unbind(1):
-            h, state = self.step(x_t, state)
-            out.append(h)
-        return torch.stack(out, dim=1), state
