@@ -120,13 +120,15 @@ def study_sections(results_dir: str, runs: pd.DataFrame) -> tuple[list[Any], set
             for m in spec.models
             if any(by[(t, m)].lr_rows and any(by[(t, m)].lr_rows.values()) for t in spec.tasks)
         ]
-        missing = [m for m in spec.models if m not in ran]
+        refused = [m for m in spec.models if m not in ran and all(by[(t, m)].error for t in spec.tasks)]
+        missing = [m for m in spec.models if m not in ran and m not in refused]
         n_runs = len(run_ids(pairs))
         elapsed = wall_time(runs, pairs) / max(1, spec.jobs or 1)
         finished = sum(p.finished for p in pairs)
         text = (
             f"{spec.description} Models that ran: {', '.join(ran)}"
             + (f"; not run yet: {', '.join(missing)}" if missing else "")
+            + (f"; cannot take any task at this budget (n/a): {', '.join(refused)}" if refused else "")
             + f". {n_runs} runs, {finished}/{len(pairs)} climbs finished, about {elapsed / 3600:.1f} h on "
             f"{spec.jobs or 1} workers (run wall time / workers). Every model sized to {_budget(spec)}; "
             f"learning rate chosen from {', '.join(f'{lr:g}' for lr in spec.lrs)} on the "

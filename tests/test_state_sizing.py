@@ -268,6 +268,13 @@ def test_a_study_sized_by_state(tmp_path):
     pairs = {p.model: p for p in study.pairs(rows)}
     assert pairs["ntm"].error and "memory_slots" in pairs["ntm"].error and pairs["gru"].state_size == 24
     assert json.loads((tmp_path / "res" / "studies" / "tiny-state.json").read_text())["state"] == 24
+    out = tmp_path / "report.md"
+    made = CliRunner().invoke(
+        main, ["report", "--results", str(tmp_path / "res"), "--format", "markdown", "--out", str(out)]
+    )
+    assert made.exit_code == 0, made.output
+    assert "cannot take any task at this budget (n/a): ntm" in out.read_text()
+    assert "not run yet" not in out.read_text()
     for size, message in (("params: 2000\nstate: 24", "not both"), ("", "one of them")):
         path.write_text(STUDY.format(size=size, results=tmp_path / "res"))
         with pytest.raises(OptionsError, match=message):
