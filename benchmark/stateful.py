@@ -26,10 +26,10 @@ Asking for a trainer or a stream that a model cannot do is a configuration error
 names what is missing. The built-ins with the protocol: rnn, irnn, lstm, gru (models.common's
 FusedRecurrentState: the fused kernel for `forward_state`, the cell equations for `step`); Greff's LSTM
 variants and lstm_1997, gru_cho, ntm, dnc, stack_rnn, clockwork_rnn, depth_gated_lstm and grid_lstm (each in
-its own file); the backbone models whose mixers all have a recurrent form. Without it: the transformer, hyena,
-memory_network and lstm_attention (they attend over every earlier step, a state that grows with the stream),
-and conv_rnn (not yet written: its state would have to hold the last k - 1 inputs of the convolution's window
-and the position within the current block).
+its own file), and conv_rnn for segments only (its state holds the convolution's last k - 1 inputs and the
+position within the current block; it has no `step`, so no RTRL or UORO); the backbone models whose mixers all
+have a recurrent form. Without it: the transformer, hyena, memory_network and lstm_attention (they attend over
+every earlier step, a state that grows with the stream).
 
 A learned initial state (the NTM's memory bias, the DNC's controller state) is a function of parameters:
 `initial_state` keeps it attached, truncated BPTT leaves it attached where it starts from the model's own

@@ -69,3 +69,49 @@ class ConvRNN(nn.Module):
             g, finished = torch.cat([self.g0.expand(B, 1, -1), g], dim=1), finished + 1
         local = self.local(F.pad(xc, (s - 1, 0))).transpose(1, 2)  # (B, T, H), causal
         return torch.tanh(self.combine(torch.cat([g[:, finished], local], dim=-1)))
+
+    # The stateful protocol (seqbench.stateful), segments only (no `step`: RTRL and UORO do not take it):
+    # the state is the RNN's state (batch first: (B, layers, H), h then c for an LSTM), the output of the last
+    # block finished (g0 before the first), the last k - 1 inputs (what the convolutions read across a
+    # segment's start) and the position within the current block (t mod s, the same in every row).
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Before step 0: the RNN at zero, the learned g0, zero inputs before the sequence, position 0."""
+        w = self.combine.weight
+        device, dtype = device or w.device, dtype or w.dtype
+        B, H, L = batch_size, self.rnn.hidden_size, self.rnn.num_layers
+        rnn = [torch.zeros(B, L, H, device=device, dtype=dtype)] * (2 if isinstance(self.rnn, nn.LSTM) else 1)
+        g = self.g0.expand(B, -1) if self.g0 is not None else torch.zeros(B, H, device=device, dtype=dtype)
+        inputs = torch.zeros(B, self.kernel - 1, self.down.in_channels, device=device, dtype=dtype)
+        return (*rnn, g.to(device=device, dtype=dtype), inputs, torch.zeros(B, device=device, dtype=dtype))
+
+    def forward_state(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A segment x (B, T, I) from `state`: its outputs (B, T, H) as `forward` gives them at these steps of
+        the whole sequence, and the state after its last step."""
+        *rnn, g_last, inputs, position = state
+        B, T, _ = x.shape
+        s, k = self.stride, self.kernel
+        p = int(position[0].item()) if B else 0  # steps of the current block already seen
+        z = torch.cat([inputs, x], dim=1).transpose(
+            1, 2
+        )  # (B, I, k - 1 + T): index k - 1 is this segment's step 0
+        first = (s - 1 - p) % s  # this segment's first step that ends a block
+        blocks = (
+            self.down(z[:, :, first:]) if first + k <= z.shape[2] else None
+        )  # windows ending at block ends
+        if blocks is not None and blocks.shape[2]:
+            h0 = tuple(r.transpose(0, 1).contiguous() for r in rnn)
+            g, h1 = self.rnn(blocks.transpose(1, 2), h0 if len(h0) > 1 else h0[0])
+            rnn = [r.transpose(0, 1) for r in (h1 if isinstance(h1, tuple) else (h1,))]
+            g = torch.cat([g_last.unsqueeze(1), g], dim=1)
+        else:
+            g = g_last.unsqueeze(1)
+        finished = (torch.arange(T, device=x.device) - first + s) // s  # blocks of this segment ended by then
+        local = self.local(z[:, :, k - s :]).transpose(1, 2)  # (B, T, H): the last s inputs at every step
+        out = torch.tanh(self.combine(torch.cat([g[:, finished], local], dim=-1)))
+        new_inputs = z[:, :, z.shape[2] - (k - 1) :].transpose(1, 2)
+        return out, (*rnn, g[:, -1], new_inputs, (position + T) % s)

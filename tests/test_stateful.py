@@ -30,6 +30,7 @@ MEMORY = {
     "clockwork_rnn": {"modules": 4},
     "depth_gated_lstm": {},
     "grid_lstm": {},
+    "conv_rnn": {},
 }
 STATEFUL = [*STACKED, *MEMORY]
 # Recurrent models still without the protocol, and why: memory_network and lstm_attention attend over
@@ -89,6 +90,19 @@ def test_depth_gated_lstm_carries_every_layers_cell(options):
 def test_grid_lstm_carries_its_time_cells(options):
     """forward (layer by layer, from zeros) against forward_state and step (the grid's natural order)."""
     check_stateful(MODELS.get("grid_lstm"), IN, 8, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"stride": 1, "kernel": 1}, {"stride": 3, "kernel": 5, "rnn": "gru"}, {"num_layers": 2}],
+)
+@pytest.mark.parametrize("length", [9, 13])
+def test_conv_rnn_carries_its_rnn_its_last_block_and_its_window(options, length):
+    """Splits that fall inside a block: the convolutions read across the segment's start from the carried
+    inputs, and the steps before the segment's first block end read the carried block output."""
+    check_stateful(MODELS.get("conv_rnn"), IN, 8, length=length, **options)
+    with pytest.raises(OptionsError, match="step"):  # segments only: RTRL and UORO need a step
+        stateful.require(MODELS.get("conv_rnn")(IN, 8, **options), "steps", "--trainer rtrl")
 
 
 @pytest.mark.parametrize("options", [{}, {"no_op": False, "stacks": 1}, {"implementation": "reference"}])

@@ -66,7 +66,7 @@ def test_online_rtrl_updates_add_up_to_bptt():
     assert_same(total, ref)
 
 
-@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "conv_rnn"])  # conv_rnn: segments, no step
 @pytest.mark.parametrize("k", [None, 100])  # k1 = k2 = T, and beyond T
 def test_tbptt_with_k1_k2_T_equals_bptt(model, k):
     t, net, batch = setup(model)
