@@ -87,6 +87,8 @@ class _Layer(nn.Module):
         self.register_buffer(
             "block_mask", (module_of.unsqueeze(1) <= module_of.unsqueeze(0)).float(), persistent=False
         )
+        # Each unit's module's period: a unit updates at step t when t mod its period is 0 (`cell`).
+        self.register_buffer("unit_period", torch.tensor(periods)[module_of], persistent=False)
 
     def due(self, t: int) -> list[int]:
         return [i for i, p in enumerate(self.periods) if t % p == 0]
@@ -96,10 +98,9 @@ class _Layer(nn.Module):
         their state. Written without data-dependent control flow (every module computed, then masked), so
         that it runs under `vmap` (RTRL, UORO)."""
         U = self.weight_hh * self.block_mask
-        periods = torch.tensor(self.periods, device=h.device)
-        due = torch.remainder(t.long().unsqueeze(-1), periods) == 0  # (B, g)
-        sizes = torch.tensor(self.bounds, device=h.device).diff(prepend=torch.zeros(1, device=h.device))
-        keep = due.repeat_interleave(sizes.long(), dim=-1)  # (B, H): each unit's module due
+        keep = (
+            torch.remainder(t.long().unsqueeze(-1), self.unit_period) == 0
+        )  # (B, H): each unit's module due
         new = torch.tanh(torch.nn.functional.linear(x_t, self.weight_ih, self.bias) + h @ U.t())
         return torch.where(keep, new, h)
 

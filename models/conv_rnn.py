@@ -82,7 +82,10 @@ class ConvRNN(nn.Module):
         w = self.combine.weight
         device, dtype = device or w.device, dtype or w.dtype
         B, H, L = batch_size, self.rnn.hidden_size, self.rnn.num_layers
-        rnn = [torch.zeros(B, L, H, device=device, dtype=dtype)] * (2 if isinstance(self.rnn, nn.LSTM) else 1)
+        rnn = [
+            torch.zeros(B, L, H, device=device, dtype=dtype)
+            for _ in range(2 if isinstance(self.rnn, nn.LSTM) else 1)
+        ]
         g = self.g0.expand(B, -1) if self.g0 is not None else torch.zeros(B, H, device=device, dtype=dtype)
         inputs = torch.zeros(B, self.kernel - 1, self.down.in_channels, device=device, dtype=dtype)
         return (*rnn, g.to(device=device, dtype=dtype), inputs, torch.zeros(B, device=device, dtype=dtype))
@@ -96,20 +99,16 @@ class ConvRNN(nn.Module):
         B, T, _ = x.shape
         s, k = self.stride, self.kernel
         p = int(position[0].item()) if B else 0  # steps of the current block already seen
-        z = torch.cat([inputs, x], dim=1).transpose(
-            1, 2
-        )  # (B, I, k - 1 + T): index k - 1 is this segment's step 0
+        # (B, I, k - 1 + T): the carried inputs, then the segment; index k - 1 is the segment's step 0
+        z = torch.cat([inputs, x], dim=1).transpose(1, 2)
         first = (s - 1 - p) % s  # this segment's first step that ends a block
-        blocks = (
-            self.down(z[:, :, first:]) if first + k <= z.shape[2] else None
-        )  # windows ending at block ends
-        if blocks is not None and blocks.shape[2]:
+        g = g_last.unsqueeze(1)
+        if first + k <= z.shape[2]:  # a block ends in this segment: the windows ending at block ends
+            blocks = self.down(z[:, :, first:]).transpose(1, 2)
             h0 = tuple(r.transpose(0, 1).contiguous() for r in rnn)
-            g, h1 = self.rnn(blocks.transpose(1, 2), h0 if len(h0) > 1 else h0[0])
+            g_new, h1 = self.rnn(blocks, h0 if len(h0) > 1 else h0[0])
             rnn = [r.transpose(0, 1) for r in (h1 if isinstance(h1, tuple) else (h1,))]
-            g = torch.cat([g_last.unsqueeze(1), g], dim=1)
-        else:
-            g = g_last.unsqueeze(1)
+            g = torch.cat([g, g_new], dim=1)
         finished = (torch.arange(T, device=x.device) - first + s) // s  # blocks of this segment ended by then
         local = self.local(z[:, :, k - s :]).transpose(1, 2)  # (B, T, H): the last s inputs at every step
         out = torch.tanh(self.combine(torch.cat([g[:, finished], local], dim=-1)))

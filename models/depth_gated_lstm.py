@@ -273,8 +273,10 @@ class DepthGatedLSTM(nn.Module):
         """h = c = 0 in every layer."""
         w = self.layers[0].weight_hh
         device, dtype = device or w.device, dtype or w.dtype
-        zeros = [torch.zeros(batch_size, w.shape[1], device=device, dtype=dtype) for _ in range(2)]
-        return tuple(t for _ in self.layers for t in zeros)
+        return tuple(
+            torch.zeros(batch_size, w.shape[1], device=device, dtype=dtype)
+            for _ in range(2 * len(self.layers))
+        )
 
     def forward_state(
         self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
